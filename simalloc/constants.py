@@ -1,0 +1,165 @@
+"""Geometry, size classes and on-mapping layout of simalloc's superslabs (the tunables, fenced).
+
+Every number the allocator's layout depends on lives here, each with a line of rationale,
+followed by import-time checks of the invariants between them (like obmalloc's ``#error``s).
+
+Superslab layout (2 MiB, aligned to its own size; 1 MiB with ``HAKMEM_TINY_SS_FORCE_LG=20``)::
+
+    base (= ptr & ~(SS_SIZE-1))
+    |<------------------------------- SS_SIZE --------------------------------->|
+    +-----------+----------------+------------------+-----+------------------+
+    | SS header | slab 0 data    | slab 1           | ... | slab N-1         |
+    | (in page 0)| (64K - header)| 64 KiB           |     | 64 KiB           |
+    +-----------+----------------+------------------+-----+------------------+
+    ^ u32 words: magic 'SSPL', lg, index, nslabs, active_slabs, total_active_blocks,
+      state, generation ...; then SLAB_META_WORDS u32 per slab at SS_META_OFFSET.
+
+Block layout inside a slab (stride = class size, header included)::
+
+    block start                      user pointer = block start + 1
+    |                                |
+    +--------------------------------+--------------------------------------+
+    | 1-byte header                  | user bytes (stride - 1)              |
+    |  0xA0|class  allocated         |                                      |
+    |  0xF0|class  free              | free blocks: next-link (u32 offset   |
+    |                                | in the superslab) at block start + 4 |
+    +--------------------------------+--------------------------------------+
+
+Glossary: an *OS page* is the kernel's 4 KiB unit of residency; a *slab* is simalloc's 64 KiB
+carving unit (one size class per slab); a *superslab* is one mapping of 32 (or 16) slabs.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+# ---- Main tunable settings --------------------------------------------------------------
+
+#: OS page size: madvise works in whole pages, so decommit ranges are rounded *inwards* to it.
+PAGE_SIZE: int = mmap.PAGESIZE
+#: Default superslab size exponent (hakmem: 2 MiB superslabs, lg_size=21).
+SS_LG_DEFAULT: int = 21
+#: Superslab size exponents hakmem supports (HAKMEM_TINY_SS_FORCE_LG=20/21).
+SS_LG_CHOICES: tuple[int, ...] = (20, 21)
+#: Slab size: 64 KiB, the unit carved for one size class (32 slabs per 2 MiB superslab).
+SLAB_LG: int = 16
+SLAB_SIZE: int = 1 << SLAB_LG
+#: Superslab header magic, 'SSPL', written into the mapping and checked on every lookup.
+SS_MAGIC: int = 0x5353504C
+#: Tiny class strides (block sizes including the 1-byte header): C0..C7.  C7 was raised to 2048.
+CLASS_STRIDES: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 2048)
+NUM_CLASSES: int = len(CLASS_STRIDES)
+#: Bytes of block header in front of every tiny user pointer (hakmem's 1-byte header).
+BLOCK_HEADER: int = 1
+#: Header byte of an allocated block is ALLOC_TAG|class; of a free block FREE_TAG|class.
+ALLOC_TAG: int = 0xA0
+FREE_TAG: int = 0xF0
+TAG_MASK: int = 0xF0
+#: Offset inside a free block where its next-link (u32 superslab offset, 0 = end) lives.
+NEXT_LINK_OFFSET: int = 4
+#: Largest user size served by the tiny classes (C7 stride minus header).
+TINY_MAX_SIZE: int = CLASS_STRIDES[-1] - BLOCK_HEADER
+#: Large (direct-mapped) blocks: a 64-byte header in front of the user pointer.
+LARGE_HEADER: int = 64
+LARGE_MAGIC: int = 0x4C415247  # 'LARG'
+#: Upper bound on one request (guards against absurd sizes before asking the kernel).
+MAX_REQUEST: int = 1 << 40
+
+# ---- Superslab header layout (u32 word indices) -----------------------------------------
+
+H_MAGIC = 0  # SS_MAGIC
+H_LG = 1  # lg of the superslab size
+H_INDEX = 2  # slot index of this superslab in the heap's tables
+H_NSLABS = 3  # slabs in this superslab
+H_ACTIVE_SLABS = 4  # slabs with used > 0
+H_TOTAL_ACTIVE = 5  # sum of `used` over the slabs (release guard: must be 0)
+H_STATE = 6  # SS_ACTIVE / SS_CACHED / SS_DECOMMITTED
+H_GENERATION = 7  # bumped every time the superslab is (re)activated
+SS_META_OFFSET = 64  # byte offset of the slab meta array
+SLAB_META_WORDS = 8  # u32 words per slab meta record (32 bytes)
+
+# Slab meta record (u32 word offsets inside the record).
+M_FREELIST = 0  # superslab offset of the first free block (0 = empty list)
+M_USED = 1  # blocks handed out (to the user or to the front cache)
+M_CARVED = 2  # blocks carved so far (lazy carving; never-carved memory is never touched)
+M_CAPACITY = 3  # blocks that fit in the slab
+M_CLASS = 4  # size class (0..7)
+M_STATE = 5  # SLAB_* below
+M_STRIDE = 6  # bytes per block
+M_DATA = 7  # superslab offset of the slab's first block
+
+# Slab states (the state machine is written down in simalloc/superslab.py).
+SLAB_UNUSED = 0
+SLAB_ACTIVE = 1
+SLAB_EMPTY = 2
+SLAB_DECOMMITTED = 3
+SLAB_STATE_NAMES = ("UNUSED", "ACTIVE", "EMPTY", "DECOMMITTED")
+
+# Superslab states.
+SS_ACTIVE = 1
+SS_CACHED = 2
+SS_STATE_NAMES = {SS_ACTIVE: "ACTIVE", SS_CACHED: "CACHED"}
+
+# Operation kinds of a replayable operation stream (rows of an int64 array: kind, slot, size).
+OP_MALLOC = 0
+OP_FREE = 1
+OP_REALLOC = 2
+
+
+def ss_size(lg: int) -> int:
+    """Bytes in a superslab of size exponent ``lg``."""
+    return 1 << lg
+
+
+def nslabs(lg: int) -> int:
+    """Slabs per superslab (32 for 2 MiB, 16 for 1 MiB)."""
+    return (1 << lg) >> SLAB_LG
+
+
+def header_bytes(lg: int) -> int:
+    """Bytes at the start of slab 0 reserved for the superslab header (rounded to 2048 so the
+    first block of every class is 8-aligned and slab 0 still holds C7 blocks)."""
+    raw = SS_META_OFFSET + nslabs(lg) * SLAB_META_WORDS * 4
+    return (raw + 2047) & ~2047
+
+
+def slab_data_start(lg: int, slab: int) -> int:
+    """Superslab offset of slab ``slab``'s first block."""
+    return header_bytes(lg) if slab == 0 else slab * SLAB_SIZE
+
+
+def slab_capacity(lg: int, slab: int, cls: int) -> int:
+    """Blocks of class ``cls`` that fit in slab ``slab``."""
+    return ((slab + 1) * SLAB_SIZE - slab_data_start(lg, slab)) // CLASS_STRIDES[cls]
+
+
+def build_size_lut(max_class: int = NUM_CLASSES - 1) -> np.ndarray:
+    """``lut[size] -> class`` for user sizes 0..stride(max_class)-1; sizes beyond go large.
+
+    Size-to-class adds the 1-byte header first (hakmem's rule), so a 16-byte request
+    (17 bytes with header) lands in C2 (stride 32)."""
+    top = CLASS_STRIDES[max_class] - BLOCK_HEADER
+    lut = np.empty(top + 1, dtype=np.int8)
+    cls = 0
+    for size in range(top + 1):
+        while CLASS_STRIDES[cls] < size + BLOCK_HEADER:
+            cls += 1
+        lut[size] = cls
+    return lut
+
+
+# ---- Invariants (checked at import, like obmalloc's #error lines) -----------------------
+
+assert PAGE_SIZE & (PAGE_SIZE - 1) == 0, "page size must be a power of two"
+assert SLAB_SIZE % PAGE_SIZE == 0, "slabs must be whole OS pages (slab-granular decommit)"
+for _lg in SS_LG_CHOICES:
+    assert (1 << _lg) % SLAB_SIZE == 0, "superslab must be a whole number of slabs"
+    assert nslabs(_lg) <= 32, "slab bitmaps are 32 bits"
+    assert header_bytes(_lg) + CLASS_STRIDES[-1] <= SLAB_SIZE, "slab 0 must hold a C7 block"
+assert all(s % 8 == 0 for s in CLASS_STRIDES), "strides keep blocks 8-aligned"
+assert list(CLASS_STRIDES) == sorted(CLASS_STRIDES), "strides ascend"
+assert CLASS_STRIDES[0] >= NEXT_LINK_OFFSET + 4, "a free block must hold its next-link"
+assert SLAB_SIZE // CLASS_STRIDES[0] < 1 << 16, "block counts fit u16 (hakmem's meta)"
+assert NUM_CLASSES <= 16 and ALLOC_TAG & 0x0F == 0 and FREE_TAG & 0x0F == 0

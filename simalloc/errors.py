@@ -1,0 +1,73 @@
+"""The exceptions simalloc raises: every misuse of a heap maps to one of them.
+
+All derive from :class:`AllocatorError`, so ``except simalloc.AllocatorError`` catches any of
+them.  After any of these is raised the heap is unchanged and stays usable (fail fast, nothing
+lost): the checks run before any state is touched.
+
+=========================  ===============================================================
+exception                  raised when
+=========================  ===============================================================
+``DoubleFreeError``        a block is freed (or realloc'd) that is already free
+``InvalidPointerError``    a pointer is foreign (not in this heap), interior (not a block
+                           start), or points at memory never handed out
+``HeapCorruptionError``    a magic number or block header in the mapping is not what the
+                           allocator wrote (the user scribbled over allocator bytes)
+``InvalidSizeError``       a size is negative, not an integer, too large, or n*size
+                           overflows in ``calloc``
+``HeapClosedError``        the heap is used after ``close()``
+``ConfigError``            an option (or environment variable) has an invalid value; the
+                           message names the variable
+``OSLayerError``           the kernel refused mmap/madvise/munmap (e.g. ENOMEM)
+``HeapExhaustedError``     the heap's superslab table is full (``max_superslabs``)
+=========================  ===============================================================
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AllocatorError",
+    "ConfigError",
+    "DoubleFreeError",
+    "HeapClosedError",
+    "HeapCorruptionError",
+    "HeapExhaustedError",
+    "InvalidPointerError",
+    "InvalidSizeError",
+    "OSLayerError",
+]
+
+
+class AllocatorError(Exception):
+    """Base class of every error simalloc raises."""
+
+
+class DoubleFreeError(AllocatorError):
+    """The block was already free."""
+
+
+class InvalidPointerError(AllocatorError, ValueError):
+    """The pointer is not the start of a live block of this heap."""
+
+
+class HeapCorruptionError(AllocatorError):
+    """Allocator bytes inside the mapping (magic, block header, free-list link) are wrong."""
+
+
+class InvalidSizeError(AllocatorError, ValueError):
+    """A requested size is not a valid allocation size."""
+
+
+class HeapClosedError(AllocatorError):
+    """The heap was closed; its memory is gone."""
+
+
+class ConfigError(AllocatorError, ValueError):
+    """An option value is invalid (the message names the option and its variable)."""
+
+
+class OSLayerError(AllocatorError, OSError):
+    """The kernel refused a memory syscall."""
+
+
+class HeapExhaustedError(AllocatorError, MemoryError):
+    """No free slot in the heap's superslab table (raise ``max_superslabs``)."""

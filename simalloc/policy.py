@@ -1,0 +1,227 @@
+"""Release policies: what happens to memory that the application no longer uses.
+
+A policy is a small class with four hooks (a template method, as SimPy's ``_do_put``):
+
+``on_slab_empty(ctx, ev)``
+    a slab inside a *live* superslab just became empty (``ev``: superslab index, slab index,
+    class).  May call ``ctx.decommit_slab(...)`` (slab-granular purge, what Phase 54's
+    follow-ups concluded was needed).
+``on_superslab_empty(ctx, ev) -> Release``
+    every slab of a superslab is empty (the release guard held).  Returns a :class:`Release`
+    decision; the heap's single conversion point (``Heap._release_superslab``) carries it out
+    through the OS layer.  This is hakmem's ``ss_should_keep_superslab`` +
+    ``ss_maybe_decommit_superslab`` box.
+``tick(ctx)``
+    the clock moved (``ctx.clock()``: operations applied and seconds since the heap opened);
+    called on slow-path events and every ``tick_interval_ops`` operations.  Decay or
+    purge-delay policies (jemalloc ``dirty_decay_ms``, mimalloc ``purge_delay``) act here.
+``allow_prewarm() -> bool``
+    whether the heap may prewarm at start (LEAN suppresses it, as hakmem does).
+
+Policies never call the OS and never bump counters; they decide, and the heap acts and counts.
+Write a new one in a few lines (see ``examples/custom_policy.py``)::
+
+    class KeepOne(ReleasePolicy):
+        name = "keep-one"
+        def on_superslab_empty(self, ctx, ev):
+            return Release.keep() if ctx.cached_count() == 0 else Release.unmap()
+
+Decision table of :class:`LeanPolicy` (branches numbered as in the code):
+
+1. ``DECOMMIT=OFF``: keep (LEAN+OFF is prewarm suppression only).
+2. committed superslab bytes (active + warm cached + this one) within ``TARGET_MB``: keep, warm.
+3. over budget, ``lean_retire=decommit``: retire; decommit (FREE or DONTNEED); cache it cold.
+4. over budget, ``lean_retire=unmap``: retire; unmap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .heap import PolicyContext
+    from .options import Config
+
+__all__ = [
+    "DelayedSlabPurgePolicy",
+    "FastPolicy",
+    "LeanPolicy",
+    "Release",
+    "ReleasePolicy",
+    "SlabEvent",
+    "SuperslabEvent",
+    "make_policy",
+]
+
+
+@dataclass(frozen=True)
+class SlabEvent:
+    """A slab of a live superslab became empty."""
+
+    ss: int  # superslab index
+    slab: int  # slab index inside it
+    cls: int  # size class the slab was carved for
+    ops: int  # operation count at the event
+    seconds: float  # heap clock at the event
+
+
+@dataclass(frozen=True)
+class SuperslabEvent:
+    """Every slab of superslab ``ss`` is empty."""
+
+    ss: int
+    ops: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Release:
+    """A policy's decision for an empty superslab.
+
+    ``action``: ``"keep"`` (into the LRU cache, committed), ``"decommit"`` (madvise with
+    ``advice`` then into the LRU cache, cold) or ``"unmap"``.  ``retire`` marks a LEAN
+    retirement (counted as ``lean_retire``)."""
+
+    action: str
+    advice: str = "DONTNEED"
+    retire: bool = False
+
+    @staticmethod
+    def keep() -> Release:
+        return Release("keep")
+
+    @staticmethod
+    def decommit(advice: str = "DONTNEED", retire: bool = False) -> Release:
+        return Release("decommit", advice, retire)
+
+    @staticmethod
+    def unmap(retire: bool = False) -> Release:
+        return Release("unmap", retire=retire)
+
+    def __post_init__(self) -> None:
+        if self.action not in ("keep", "decommit", "unmap"):
+            raise ValueError(f"unknown release action {self.action!r}")
+        if self.advice not in ("DONTNEED", "FREE"):
+            raise ValueError(f"unknown advice {self.advice!r}")
+
+
+class ReleasePolicy:
+    """Base policy: keep everything (hooks do nothing).  Subclass and override hooks."""
+
+    name = "base"
+
+    def on_slab_empty(self, ctx: PolicyContext, ev: SlabEvent) -> None:
+        """A slab in a live superslab emptied.  Default: leave it resident."""
+
+    def on_superslab_empty(self, ctx: PolicyContext, ev: SuperslabEvent) -> Release:
+        """A superslab emptied.  Default: keep it in the LRU cache."""
+        return Release.keep()
+
+    def tick(self, ctx: PolicyContext) -> None:
+        """The clock moved.  Default: nothing."""
+
+    def allow_prewarm(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return self.name
+
+
+class FastPolicy(ReleasePolicy):
+    """hakmem FAST mode (``HAKMEM_SS_MEM_LEAN=0``): every empty superslab goes to the LRU cache
+    committed; only the cache's own count / memory / TTL limits ever unmap."""
+
+    name = "fast"
+
+
+class LeanPolicy(ReleasePolicy):
+    """hakmem Memory-Lean mode (Phase 54): keep empty superslabs while the committed superslab
+    bytes stay within ``target_mb``; beyond it, retire them (decommit or unmap).  Suppresses
+    prewarm.  Source: ``ss_release_policy_box`` / ``ss_mem_lean_env_box`` (hakmem-design.md s4)."""
+
+    name = "lean"
+
+    def __init__(self, decommit: str = "FREE", target_mb: int = 10, retire: str = "decommit"):
+        self.decommit = decommit
+        self.target_bytes = target_mb << 20
+        self.retire = retire
+
+    def should_keep(self, ctx: PolicyContext) -> bool:
+        """hakmem's ``ss_should_keep_superslab``: true while budget remains."""
+        if self.decommit == "OFF":
+            return True  # 1. prewarm suppression only
+        return ctx.committed_superslab_bytes() + ctx.superslab_bytes() <= self.target_bytes  # 2.
+
+    def on_superslab_empty(self, ctx: PolicyContext, ev: SuperslabEvent) -> Release:
+        if self.should_keep(ctx):
+            return Release.keep()
+        if self.retire == "unmap":
+            return Release.unmap(retire=True)  # 4.
+        return Release.decommit(self.decommit, retire=True)  # 3.
+
+    def allow_prewarm(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return f"lean(decommit={self.decommit}, target={self.target_bytes >> 20} MiB, retire={self.retire})"
+
+
+class DelayedSlabPurgePolicy(FastPolicy):
+    """Slab-granular purge with a delay (mimalloc ``purge_delay`` style): an empty slab inside
+    a live superslab is decommitted once it has stayed empty for ``delay_ops`` operations
+    (0 = at once; negative = never).  Empty superslabs are handled as in FAST.
+
+    This is the remedy Phase 54's follow-ups point to (hz3 S55: "partial subrelease of free
+    runs inside live segments is required"); it shows the interface carries it unchanged."""
+
+    name = "slab-purge"
+
+    def __init__(self, delay_ops: int = 0, advice: str = "DONTNEED"):
+        self.delay_ops = delay_ops
+        self.advice = advice
+        self._pending: dict[tuple[int, int], int] = {}  # (ss, slab) -> deadline in ops
+
+    def on_slab_empty(self, ctx: PolicyContext, ev: SlabEvent) -> None:
+        if self.delay_ops < 0:
+            return
+        if self.delay_ops == 0:
+            ctx.decommit_slab(ev.ss, ev.slab, self.advice)
+        else:
+            self._pending[(ev.ss, ev.slab)] = ev.ops + self.delay_ops
+
+    def tick(self, ctx: PolicyContext) -> None:
+        now = ctx.clock().ops
+        for key, deadline in list(self._pending.items()):
+            if deadline <= now:
+                del self._pending[key]
+                ctx.decommit_slab(key[0], key[1], self.advice)  # no-op unless still empty
+
+
+def make_policy(config: Config) -> ReleasePolicy:
+    """The policy a config names: ``auto`` (LEAN if ``mem_lean`` else FAST), ``fast``,
+    ``lean``, ``slab-purge`` or ``module:Class`` (constructed with no arguments)."""
+    name = config.policy.strip()
+    lean = LeanPolicy(config.mem_lean_decommit, config.mem_lean_target_mb, config.lean_retire)
+    if name == "auto":
+        return lean if config.mem_lean else FastPolicy()
+    if name == "fast":
+        return FastPolicy()
+    if name == "lean":
+        return lean
+    if name == "slab-purge":
+        return DelayedSlabPurgePolicy()
+    if ":" in name:
+        mod, _, attr = name.partition(":")
+        try:
+            obj: Any = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"SIMALLOC_POLICY={name!r}: cannot load ({exc})") from exc
+        pol = obj()
+        if not isinstance(pol, ReleasePolicy):
+            raise ConfigError(f"SIMALLOC_POLICY={name!r} is not a ReleasePolicy")
+        return pol
+    raise ConfigError(f"SIMALLOC_POLICY={name!r}: expected auto, fast, lean, slab-purge or module:Class")

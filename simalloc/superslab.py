@@ -1,0 +1,206 @@
+"""One superslab: a size-aligned private anonymous mapping carved into 64 KiB slabs.
+
+The superslab's state lives in its own first page (see the layout in :mod:`simalloc.constants`),
+so the hot path (both kernels) and this slow-path object read and write the same bytes.
+
+Slab state machine (``M_STATE`` in the slab's meta record; the list holding it in brackets)::
+
+      claim (stage 4/5)            used -> 0 (not current)          claim (stage 1/3)
+  UNUSED --------------> ACTIVE ----------------------> EMPTY -----------------------> ACTIVE
+  [has_unused]          [current | partial | full]     [empty[cls]]      |
+                                ^  used: cap -> cap-1: partial[cls]      | policy decommit_slab
+                                |                                        v
+                                +----------- claim (reformat) ------ DECOMMITTED [empty[cls]]
+
+* UNUSED: never claimed since the superslab was (re)activated; its pages were never touched.
+* ACTIVE: tagged with a class; ``used`` blocks are out (user or front cache).  It is the
+  class's current slab, or full (``used == capacity``), or partial (in ``partial[cls]``).
+* EMPTY: ``used == 0``, not current; free list intact, reusable at once for its class.
+* DECOMMITTED: EMPTY whose pages a policy gave back; the free list is gone (pages may read
+  zero), so claiming it reformats it.
+
+Superslab state machine::
+
+   fresh mmap / LRU pop             all slabs empty (release guard)      evict (count/bytes/TTL)
+  ---------------------> ACTIVE ----------------------------------> CACHED ------------------> unmapped
+                           ^     policy: keep (warm) or decommit (cold)  |
+                           +------------------ LRU pop (reformat) -------+
+                                  policy: unmap --------------------------------------------> unmapped
+
+Release guard (hakmem): a superslab leaves ACTIVE only when ``total_active_blocks == 0``, i.e.
+every slab's ``used`` is 0 (front-cache blocks count as used).
+"""
+
+from __future__ import annotations
+
+from .constants import (
+    CLASS_STRIDES,
+    H_ACTIVE_SLABS,
+    H_GENERATION,
+    H_INDEX,
+    H_LG,
+    H_MAGIC,
+    H_NSLABS,
+    H_STATE,
+    H_TOTAL_ACTIVE,
+    M_CAPACITY,
+    M_CARVED,
+    M_CLASS,
+    M_DATA,
+    M_FREELIST,
+    M_STATE,
+    M_STRIDE,
+    M_USED,
+    SLAB_ACTIVE,
+    SLAB_DECOMMITTED,
+    SLAB_EMPTY,
+    SLAB_META_WORDS,
+    SLAB_SIZE,
+    SLAB_UNUSED,
+    SS_ACTIVE,
+    SS_MAGIC,
+    SS_META_OFFSET,
+    header_bytes,
+    nslabs,
+    slab_capacity,
+    slab_data_start,
+)
+from .oslayer import Mapping
+
+__all__ = ["Superslab"]
+
+_META0 = SS_META_OFFSET // 4
+
+
+class Superslab:
+    """Slow-path handle of one superslab (the hot path works on the same bytes)."""
+
+    def __init__(self, idx: int, mapping: Mapping, lg: int) -> None:
+        self.idx = idx
+        self.mapping = mapping
+        self.lg = lg
+        self.nslabs = nslabs(lg)
+        self.state = SS_ACTIVE
+        self.decommitted = False  # whole-superslab decommit (cold in the LRU)
+        self.generation = 0
+        assert mapping.view is not None
+        self.w32 = mapping.view.cast("I")
+        self.w8 = mapping.view
+
+    @property
+    def base(self) -> int:
+        return self.mapping.addr
+
+    @property
+    def size(self) -> int:
+        return self.mapping.size
+
+    # ------------------------------------------------------------------ header access
+    def h(self, word: int) -> int:
+        return self.w32[word]
+
+    def meta(self, slab: int, field: int) -> int:
+        return self.w32[_META0 + slab * SLAB_META_WORDS + field]
+
+    def set_meta(self, slab: int, field: int, value: int) -> None:
+        self.w32[_META0 + slab * SLAB_META_WORDS + field] = value
+
+    def slab_state(self, slab: int) -> int:
+        return self.meta(slab, M_STATE)
+
+    def slab_class(self, slab: int) -> int:
+        return self.meta(slab, M_CLASS)
+
+    def slab_data_len(self, slab: int) -> int:
+        return (slab + 1) * SLAB_SIZE - slab_data_start(self.lg, slab)
+
+    # ------------------------------------------------------------------ transitions
+    def format(self) -> None:
+        """(Re)write the header: magic, geometry, every slab UNUSED.  Called on activation."""
+        w = self.w32
+        self.generation += 1
+        w[H_MAGIC] = SS_MAGIC
+        w[H_LG] = self.lg
+        w[H_INDEX] = self.idx
+        w[H_NSLABS] = self.nslabs
+        w[H_ACTIVE_SLABS] = 0
+        w[H_TOTAL_ACTIVE] = 0
+        w[H_STATE] = SS_ACTIVE
+        w[H_GENERATION] = self.generation & 0xFFFFFFFF
+        for s in range(self.nslabs):
+            base = _META0 + s * SLAB_META_WORDS
+            for f in range(SLAB_META_WORDS):
+                w[base + f] = 0
+            w[base + M_STATE] = SLAB_UNUSED
+            w[base + M_DATA] = slab_data_start(self.lg, s)
+
+    def claim(self, slab: int, cls: int) -> None:
+        """Tag ``slab`` with ``cls`` and make it an empty ACTIVE slab (lazy carving from 0)."""
+        assert self.meta(slab, M_USED) == 0, "claiming a slab with live blocks"
+        self.set_meta(slab, M_CLASS, cls)
+        self.set_meta(slab, M_STRIDE, CLASS_STRIDES[cls])
+        self.set_meta(slab, M_CAPACITY, slab_capacity(self.lg, slab, cls))
+        self.set_meta(slab, M_CARVED, 0)
+        self.set_meta(slab, M_FREELIST, 0)
+        self.set_meta(slab, M_STATE, SLAB_ACTIVE)
+
+    def first_unused(self) -> int:
+        for s in range(self.nslabs):
+            if self.slab_state(s) == SLAB_UNUSED:
+                return s
+        return -1
+
+    def release_views(self) -> None:
+        self.w32.release()
+
+    # ------------------------------------------------------------------ invariants
+    def check(self, fc_counts: dict[int, int], live_check: bool = True) -> tuple[int, int]:
+        """Walk every invariant of an ACTIVE superslab; returns (live blocks, used blocks).
+
+        ``fc_counts`` maps slab index -> blocks of that slab held in front caches."""
+        w, w8 = self.w32, self.w8
+        assert w[H_MAGIC] == SS_MAGIC, f"superslab {self.idx}: bad magic {w[H_MAGIC]:#x}"
+        assert w[H_INDEX] == self.idx and w[H_LG] == self.lg and w[H_NSLABS] == self.nslabs
+        total = active = live = 0
+        for s in range(self.nslabs):
+            st, used = self.meta(s, M_STATE), self.meta(s, M_USED)
+            carved, cap = self.meta(s, M_CARVED), self.meta(s, M_CAPACITY)
+            assert self.meta(s, M_DATA) == slab_data_start(self.lg, s)
+            if st == SLAB_UNUSED:
+                assert used == 0 and carved == 0, f"slab {self.idx}.{s}: UNUSED with blocks"
+                continue
+            cls, stride = self.meta(s, M_CLASS), self.meta(s, M_STRIDE)
+            assert stride == CLASS_STRIDES[cls] and cap == slab_capacity(self.lg, s, cls)
+            assert 0 <= used <= carved <= cap, f"slab {self.idx}.{s}: used/carved/cap {used}/{carved}/{cap}"
+            if st in (SLAB_EMPTY, SLAB_DECOMMITTED):
+                assert used == 0, f"slab {self.idx}.{s}: {st} with used={used}"
+            if st == SLAB_DECOMMITTED:
+                assert carved == 0 and self.meta(s, M_FREELIST) == 0
+            total += used
+            active += used > 0
+            # free list: unique, in this slab, on block boundaries, tagged free
+            data = self.meta(s, M_DATA)
+            seen: set[int] = set()
+            off = self.meta(s, M_FREELIST)
+            while off:
+                assert off not in seen, f"slab {self.idx}.{s}: free-list cycle at {off}"
+                seen.add(off)
+                rel = off - data
+                assert 0 <= rel and rel % stride == 0 and rel // stride < carved, \
+                    f"slab {self.idx}.{s}: free-list link {off} outside the carved blocks"
+                assert w8[off] == 0xF0 | cls, f"slab {self.idx}.{s}: free block {off} header {w8[off]:#x}"
+                off = w[(off + 4) >> 2]
+            assert len(seen) == carved - used, \
+                f"slab {self.idx}.{s}: free list has {len(seen)} blocks, expected {carved - used}"
+            if live_check and carved:
+                tags = bytes(w8[data:data + carved * stride:stride])
+                n_alloc = tags.count(0xA0 | cls)
+                n_free = tags.count(0xF0 | cls)
+                assert n_alloc + n_free == carved, f"slab {self.idx}.{s}: corrupted block header"
+                assert n_alloc == used - fc_counts.get(s, 0), \
+                    f"slab {self.idx}.{s}: {n_alloc} allocated headers, used {used} - cached {fc_counts.get(s, 0)}"
+                live += n_alloc
+        assert total == w[H_TOTAL_ACTIVE], f"superslab {self.idx}: total_active {w[H_TOTAL_ACTIVE]} != {total}"
+        assert active == w[H_ACTIVE_SLABS], f"superslab {self.idx}: active_slabs {w[H_ACTIVE_SLABS]} != {active}"
+        assert header_bytes(self.lg) <= SLAB_SIZE
+        return live, total
