@@ -11,6 +11,7 @@ Read ``_kernel_py.py`` for the commented logic; keep the two in step (the parity
 on the same streams and compares every decision).
 """
 
+cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 import numpy as np
@@ -48,10 +49,12 @@ cdef enum:
     C_REFILLS = 2
     C_DRAINS = 3
     C_SLOW = 4
+    C_NEXT_TICK = 5
     N_COUNTERS = 8
 
 
 
+@cython.final
 cdef class Kernel:
     """Hot-path state and operations of one heap (C twin of ``_kernel_py.Kernel``)."""
 
@@ -101,6 +104,7 @@ cdef class Kernel:
         self.cur_ss = np.full(NUM_CLASSES, -1, dtype=np.int32)
         self.cur_slab = np.full(NUM_CLASSES, -1, dtype=np.int32)
         self.counters = np.zeros(N_COUNTERS, dtype=np.int64)
+        self.counters[C_NEXT_TICK] = tick_interval if tick_interval > 0 else 2**62
         self.lut = np.ascontiguousarray(lut, dtype=np.int8)
         self.strides = np.asarray(strides, dtype=np.int32)
         self._base = self.ss_base
@@ -146,9 +150,9 @@ cdef class Kernel:
         return <uint8_t*><size_t>self._base[idx]
 
     # ------------------------------------------------------------------ allocation
-    cdef int64_t _tick(self) except -1:
-        if self.tick_interval and self._ctr[C_OPS] % self.tick_interval == 0:
-            self.slow.tick()
+    cdef int _tick(self) except -1:
+        self._ctr[C_NEXT_TICK] = self._ctr[C_OPS] + self.tick_interval
+        self.slow.tick()
         return 0
 
     cdef uint64_t _alloc_fast(self, int cls) except? 0:
@@ -164,7 +168,7 @@ cdef class Kernel:
         self._fcn[cls] = n
         h = self._fc[cls, n]
         idx = <int>(h >> 32)
-        off = <uint32_t>(h & 0xFFFFFFFF)
+        off = <uint32_t>h
         w8 = self._w8(idx)
         if w8[off] != (FREE_TAG | cls):
             self._fcn[cls] = n + 1
@@ -173,7 +177,8 @@ cdef class Kernel:
         w8[off] = ALLOC_TAG | cls
         self._ctr[C_LIVE] += 1
         self._ctr[C_OPS] += 1
-        self._tick()
+        if self._ctr[C_OPS] >= self._ctr[C_NEXT_TICK]:
+            self._tick()
         return self._base[idx] + off + BLOCK_HEADER
 
     def alloc_fast(self, int cls):
@@ -265,8 +270,8 @@ cdef class Kernel:
         rel = off - <int64_t>w32[m + M_DATA]
         stride = w32[m + M_STRIDE]
         cls = <int>w32[m + M_CLASS]
-        if (w32[m + M_STATE] != SLAB_ACTIVE or rel < 0 or stride == 0 or rel % stride
-                or rel // stride >= w32[m + M_CARVED] or w8[off] != (ALLOC_TAG | cls)):
+        if (w32[m + M_STATE] != SLAB_ACTIVE or rel < 0 or rel & (stride - 1)
+                or rel >= <int64_t>w32[m + M_CARVED] * stride or w8[off] != (ALLOC_TAG | cls)):
             self.slow.free_error(addr)
             return 0
         w8[off] = FREE_TAG | cls
@@ -281,7 +286,8 @@ cdef class Kernel:
             self._fcn[cls] = n + 1
         else:
             self._return_block(cls, idx, <uint32_t>off)
-        self._tick()
+        if self._ctr[C_OPS] >= self._ctr[C_NEXT_TICK]:
+            self._tick()
         return 0
 
     def free_fast(self, uint64_t addr):
@@ -298,7 +304,7 @@ cdef class Kernel:
             n -= 1
             h = self._fc[cls, n]
             self._fcn[cls] = n
-            self._return_block(cls, <int>(h >> 32), <uint32_t>(h & 0xFFFFFFFF))
+            self._return_block(cls, <int>(h >> 32), <uint32_t>h)
         return 0
 
     def drain(self, int cls, int count):
@@ -360,7 +366,7 @@ cdef class Kernel:
                 if sl[slot]:
                     raise TraceError(f"malloc into occupied slot {slot}")
                 p = self._malloc(size)
-                self._write_byte(p, <int>(size & 0xFF))
+                (<uint8_t*><size_t>p)[0] = <uint8_t>(size & 0xFF)  # = _write_byte: p is live
                 sl[slot] = p
             elif kind == OP_FREE:
                 p = sl[slot]
@@ -374,7 +380,7 @@ cdef class Kernel:
     def run_mixed(self, int64_t cycles, int64_t ws, uint64_t seed, slots):
         """bench_random_mixed's loop in C (see ``_kernel_py.Kernel.run_mixed``)."""
         cdef uint64_t[::1] sl = slots
-        cdef uint32_t s = <uint32_t>(seed & 0xFFFFFFFF)
+        cdef uint32_t s = <uint32_t>seed
         cdef int64_t c, i
         cdef uint64_t p
         if ws <= 0 or ws > sl.shape[0]:
@@ -390,7 +396,7 @@ cdef class Kernel:
                 sl[i] = 0
             else:
                 p = self._malloc(16 + (s & 0x3FF))
-                self._write_byte(p, <int>s)
+                (<uint8_t*><size_t>p)[0] = <uint8_t>(s & 0xFF)  # = _write_byte: p is live
                 sl[i] = p
         return s
 

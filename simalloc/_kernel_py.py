@@ -52,7 +52,7 @@ from .constants import (
 )
 from .errors import AllocatorError
 
-__all__ = ["KERNEL_NAME", "C_OPS", "C_LIVE", "C_REFILLS", "C_DRAINS", "C_SLOW", "Kernel",
+__all__ = ["KERNEL_NAME", "C_OPS", "C_LIVE", "C_REFILLS", "C_DRAINS", "C_SLOW", "C_NEXT_TICK", "Kernel",
            "TraceError"]
 
 KERNEL_NAME = "python"
@@ -63,6 +63,7 @@ C_LIVE = 1  # live tiny blocks (handed to the user)
 C_REFILLS = 2  # front-cache refills from the current slab
 C_DRAINS = 3  # front-cache drains back to slabs
 C_SLOW = 4  # calls into the slow path (refill_slow)
+C_NEXT_TICK = 5  # operation count at which the next policy tick is due
 N_COUNTERS = 8
 
 _META0 = SS_META_OFFSET // 4  # word index of slab 0's meta record
@@ -105,6 +106,7 @@ class Kernel:
         self.cur_ss = np.full(NUM_CLASSES, -1, dtype=np.int32)
         self.cur_slab = np.full(NUM_CLASSES, -1, dtype=np.int32)
         self.counters = np.zeros(N_COUNTERS, dtype=np.int64)
+        self.counters[C_NEXT_TICK] = tick_interval if tick_interval > 0 else 2**62
         self.lut = np.ascontiguousarray(lut, dtype=np.int8)
         self.strides = np.asarray(strides, dtype=np.int32)
         # --- Python-side fast views of the same storage (memoryview item access is cheap)
@@ -177,9 +179,10 @@ class Kernel:
         v8[off] = ALLOC_TAG | cls
         ctr = self._ctr
         ctr[C_LIVE] += 1
-        ctr[C_OPS] += 1
-        if self.tick_interval and ctr[C_OPS] % self.tick_interval == 0:
-            self.slow.tick()
+        ops = ctr[C_OPS] + 1
+        ctr[C_OPS] = ops
+        if ops >= ctr[C_NEXT_TICK]:
+            self._tick()
         return self._base[idx] + off + BLOCK_HEADER
 
     def malloc(self, size: int) -> int:
@@ -255,8 +258,8 @@ class Kernel:
         rel = off - v32[m + M_DATA]
         stride = v32[m + M_STRIDE]
         cls = v32[m + M_CLASS]
-        if (v32[m + M_STATE] != SLAB_ACTIVE or rel < 0 or rel % stride
-                or rel // stride >= v32[m + M_CARVED] or v8[off] != ALLOC_TAG | cls):
+        if (v32[m + M_STATE] != SLAB_ACTIVE or rel < 0 or rel & (stride - 1)
+                or rel >= v32[m + M_CARVED] * stride or v8[off] != ALLOC_TAG | cls):
             self.slow.free_error(addr)
             return
         v8[off] = FREE_TAG | cls
@@ -272,8 +275,14 @@ class Kernel:
             self._fcn[cls] = n + 1
         else:
             self.return_block(cls, idx, off)
-        if self.tick_interval and ctr[C_OPS] % self.tick_interval == 0:
-            self.slow.tick()
+        if ctr[C_OPS] >= ctr[C_NEXT_TICK]:
+            self._tick()
+
+    def _tick(self) -> None:
+        """Every ``tick_interval`` operations: let the slow path run the policy clock."""
+        ctr = self._ctr
+        ctr[C_NEXT_TICK] = ctr[C_OPS] + self.tick_interval
+        self.slow.tick()
 
     def drain(self, cls: int, count: int) -> None:
         """Return the ``count`` most recent front-cache blocks of ``cls`` to their slabs."""

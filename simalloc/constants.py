@@ -159,6 +159,7 @@ for _lg in SS_LG_CHOICES:
     assert nslabs(_lg) <= 32, "slab bitmaps are 32 bits"
     assert header_bytes(_lg) + CLASS_STRIDES[-1] <= SLAB_SIZE, "slab 0 must hold a C7 block"
 assert all(s % 8 == 0 for s in CLASS_STRIDES), "strides keep blocks 8-aligned"
+assert all(s & (s - 1) == 0 for s in CLASS_STRIDES), "strides are powers of two (the hot path masks)"
 assert list(CLASS_STRIDES) == sorted(CLASS_STRIDES), "strides ascend"
 assert CLASS_STRIDES[0] >= NEXT_LINK_OFFSET + 4, "a free block must hold its next-link"
 assert SLAB_SIZE // CLASS_STRIDES[0] < 1 << 16, "block counts fit u16 (hakmem's meta)"
