@@ -81,5 +81,13 @@ _toc = {
                "HeapExhaustedError", "TraceError"],
 }
 
-__all__ = [name for group in _toc.values() for name in group]
-assert set(__all__) <= set(globals()), "the _toc names something that is not defined"
+__all__ = [
+    "Heap", "Config", "Option", "OPTIONS", "Clock", "kernel_name", "available_kernels",
+    "ReleasePolicy", "FastPolicy", "LeanPolicy", "DelayedSlabPurgePolicy", "Release",
+    "SlabEvent", "SuperslabEvent", "PolicyContext",
+    "AllocatorError", "DoubleFreeError", "InvalidPointerError", "HeapCorruptionError",
+    "InvalidSizeError", "HeapClosedError", "ConfigError", "OSLayerError",
+    "HeapExhaustedError", "TraceError",
+]
+# Keep the documented table of contents and the implementation in step (SimPy's _toc guard).
+assert __all__ == [name for group in _toc.values() for name in group]

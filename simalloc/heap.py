@@ -120,6 +120,11 @@ class Heap:
 
     def __init__(self, config: Config | None = None, *, policy: ReleasePolicy | None = None,
                  **overrides: Any) -> None:
+        if isinstance(policy, str):  # Heap(policy="lean") names the option, not an instance
+            overrides["policy"], policy = policy, None
+        elif policy is not None and not isinstance(policy, ReleasePolicy):
+            raise TypeError(f"policy must be a ReleasePolicy or an option string, not "
+                            f"{type(policy).__name__}")
         if config is None:
             config = Config.from_env(**overrides)
         elif overrides:
@@ -178,6 +183,8 @@ class Heap:
             return
         if type(ptr) is not int:
             raise InvalidPointerError(f"pointer must be an int, not {type(ptr).__name__}")
+        if not 0 < ptr < 1 << 64:
+            raise InvalidPointerError(f"{ptr:#x} is not an address (foreign pointer)")
         self.kernel.free_fast(ptr)
         if self.config.debug >= 3:
             self.check()
@@ -255,11 +262,34 @@ class Heap:
         self.kernel.flush()
         self._maintain()
 
+    def force_reclaim(self) -> int:
+        """Make the kernel reclaim lazily freed pages now (MADV_PAGEOUT on cached superslabs
+        and decommitted slabs), as memory pressure eventually would.  Shows what MADV_FREE
+        really saves; live blocks are never in these ranges.  Returns the madvise calls made."""
+        if self._closed:
+            raise HeapClosedError("heap is closed")
+        calls = 0
+        for ss in self._ss:
+            if ss is None:
+                continue
+            if ss.state == K.SS_CACHED:
+                self.os.reclaim(ss.mapping, 0, ss.size)
+                calls += 1
+                continue
+            for s in range(self.nslabs):
+                if ss.slab_state(s) == K.SLAB_DECOMMITTED:
+                    start = K.slab_data_start(self.lg, s)
+                    self.os.reclaim(ss.mapping, start, (s + 1) * K.SLAB_SIZE - start)
+                    calls += 1
+        return calls
+
     def clock(self) -> Clock:
         return Clock(int(self.kernel.counters[0]), time.monotonic() - self._t0)
 
     def tick(self) -> None:
         """Advance the policy clock by hand (the hot path does this every tick_interval ops)."""
+        if self._closed:
+            raise HeapClosedError("heap is closed")
         self._maintain()
 
     # ------------------------------------------------------------------ batch API
@@ -449,6 +479,8 @@ class Heap:
     def empty_report(self) -> dict[str, int]:
         """Why a superslab was (not) released: how many ever emptied, and how much empty
         memory sits in slabs inside live superslabs, where the release guard cannot reach."""
+        if self._closed:
+            raise HeapClosedError("heap is closed")
         empty_in_live = 0
         n_empty = 0
         for ss in self._ss:
@@ -720,7 +752,7 @@ class Heap:
             raise InvalidPointerError(f"pointer must be an int, not {type(addr).__name__}")
         if addr in self._large:
             raise InvalidPointerError(f"{addr:#x} is a large block")  # callers check _large first
-        idx = self.kernel.lookup(addr) if addr > 0 else -1
+        idx = self.kernel.lookup(addr) if 0 < addr < 1 << 64 else -1
         if idx < 0:
             if addr in self._freed_large:
                 raise DoubleFreeError(f"{addr:#x}: large block already freed")

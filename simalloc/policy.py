@@ -220,7 +220,10 @@ def make_policy(config: Config) -> ReleasePolicy:
             obj: Any = getattr(importlib.import_module(mod), attr)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"SIMALLOC_POLICY={name!r}: cannot load ({exc})") from exc
-        pol = obj()
+        try:
+            pol = obj()
+        except Exception as exc:
+            raise ConfigError(f"SIMALLOC_POLICY={name!r}: cannot construct ({exc})") from exc
         if not isinstance(pol, ReleasePolicy):
             raise ConfigError(f"SIMALLOC_POLICY={name!r} is not a ReleasePolicy")
         return pol

@@ -1,0 +1,152 @@
+"""Parity: the Cython kernel and its pure-Python twin make identical decisions.
+
+The same random operation streams go to a heap on each kernel, step by step.  Every allocation
+must land on the same superslab index, slab and offset (addresses differ only by where the
+kernel placed the mappings), errors must match, and stats and residency must agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import simalloc
+
+pytestmark = pytest.mark.skipif("cython" not in simalloc.available_kernels(),
+                                reason="the Cython kernel is not built")
+
+CONFIGS = {
+    "fast": {},
+    "lean-dontneed": {"mem_lean": True, "mem_lean_decommit": "DONTNEED", "mem_lean_target_mb": 0},
+    "lean-free-1mib": {"mem_lean": True, "mem_lean_decommit": "FREE", "mem_lean_target_mb": 2,
+                       "ss_lg": 20},
+    "slab-purge": {"policy": "slab-purge", "front_cache_cap": 2, "front_drain_batch": 1,
+                   "front_refill_batch": 1},
+}
+
+_SKIP_KEYS = {"kernel"}
+
+
+def _pair(**overrides):
+    return [simalloc.Heap(simalloc.Config.defaults(kernel=k, **overrides)) for k in ("python", "cython")]
+
+
+def _where(heap: simalloc.Heap, addr: int) -> tuple[int, int]:
+    """(superslab index, offset) of a tiny block, or (-1, 0) for a large one."""
+    idx = heap.kernel.lookup(addr)
+    if idx < 0:
+        return (-1, 0)
+    return idx, addr - int(heap.kernel.ss_base[idx])
+
+
+def _stats(heap: simalloc.Heap) -> dict:
+    return {k: v for k, v in heap.stats().items() if k not in _SKIP_KEYS}
+
+
+ops_strategy = st.lists(
+    st.tuples(st.sampled_from(["malloc", "malloc", "free", "realloc", "trim", "double"]),
+              st.integers(0, 10_000), st.integers(0, 2100)),
+    min_size=1, max_size=120)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prog=ops_strategy)
+def test_same_decisions_step_by_step(name, prog):
+    heaps = _pair(front_cache_cap=CONFIGS[name].get("front_cache_cap", 4),
+                  front_drain_batch=CONFIGS[name].get("front_drain_batch", 2),
+                  front_refill_batch=CONFIGS[name].get("front_refill_batch", 2),
+                  **{k: v for k, v in CONFIGS[name].items() if not k.startswith("front")})
+    live: list[list[int]] = [[], []]
+    try:
+        for op, pick, size in prog:
+            results = []
+            for h, lv in zip(heaps, live, strict=True):
+                try:
+                    if op == "malloc":
+                        p = h.malloc(size)
+                        h.view(p)[:1] = b"x"
+                        lv.append(p)
+                        results.append(("ok", _where(h, p)))
+                    elif op == "free" and lv:
+                        p = lv.pop(pick % len(lv))
+                        h.free(p)
+                        results.append(("ok", _where(h, p) if h.kernel.lookup(p) >= 0 else None))
+                    elif op == "realloc" and lv:
+                        i = pick % len(lv)
+                        lv[i] = h.realloc(lv[i], size) or h.malloc(1)
+                        results.append(("ok", _where(h, lv[i])))
+                    elif op == "double" and lv:
+                        p = lv.pop(pick % len(lv))
+                        h.free(p)
+                        h.free(p)  # must raise on both kernels
+                        results.append(("no error",))
+                    elif op == "trim":
+                        h.trim()
+                        results.append(("ok",))
+                    else:
+                        results.append(("skip",))
+                except simalloc.AllocatorError as exc:
+                    results.append(("err", type(exc).__name__))
+            assert results[0] == results[1], f"{op}: python {results[0]} != cython {results[1]}"
+            assert _stats(heaps[0]) == _stats(heaps[1])
+        for h in heaps:
+            h.check()
+        r0, r1 = (h.residency() for h in heaps)
+        assert r0["mapped_bytes"] == r1["mapped_bytes"]
+        assert r0["resident_bytes"] == r1["resident_bytes"]
+    finally:
+        for h in heaps:
+            h.close()
+
+
+@pytest.mark.parametrize("ws", [400, 4000])
+def test_mixed_stream_identical(ws):
+    """The batch Mixed loop (in C vs in Python) ends in the same state, slot by slot."""
+    heaps = _pair()
+    try:
+        slots = [np.zeros(ws, np.uint64) for _ in heaps]
+        finals = []
+        for h, sl in zip(heaps, slots, strict=True):
+            h.run_mixed(3_000, ws, 1 + 0xDEADBEEF, sl)
+            finals.append(h.run_mixed(30_000, ws, 1, sl))
+        assert finals[0] == finals[1]
+        where = [[_where(h, int(p)) if p else None for p in sl] for h, sl in zip(heaps, slots, strict=True)]
+        assert where[0] == where[1]
+        assert _stats(heaps[0]) == _stats(heaps[1])
+        for h, sl in zip(heaps, slots, strict=True):
+            h.drain_slots(sl)
+            h.check()
+        assert _stats(heaps[0]) == _stats(heaps[1])
+    finally:
+        for h in heaps:
+            h.close()
+
+
+def test_replay_identical():
+    """``Heap.replay`` of one operation array gives the same decisions on both kernels."""
+    rng = np.random.default_rng(7)
+    n, nslots = 20_000, 300
+    ops = np.zeros((n, 3), np.int64)
+    occupied = np.zeros(nslots, bool)
+    for i in range(n):
+        s = int(rng.integers(nslots))
+        if occupied[s]:
+            ops[i] = (simalloc.constants.OP_FREE, s, 0)
+        else:
+            ops[i] = (simalloc.constants.OP_MALLOC, s, int(rng.integers(0, 3000)))
+        occupied[s] = not occupied[s]
+    heaps = _pair(mem_lean=True, mem_lean_decommit="DONTNEED", mem_lean_target_mb=0)
+    try:
+        slots = [np.zeros(nslots, np.uint64) for _ in heaps]
+        for h, sl in zip(heaps, slots, strict=True):
+            h.replay(ops, sl)
+            h.check()
+        where = [[_where(h, int(p)) if p else None for p in sl] for h, sl in zip(heaps, slots, strict=True)]
+        assert where[0] == where[1]
+        assert _stats(heaps[0]) == _stats(heaps[1])
+    finally:
+        for h in heaps:
+            h.close()
