@@ -220,7 +220,7 @@ cdef class Kernel:
             while got < want:
                 head = w32[m + M_FREELIST]
                 if head:
-                    if w8[head] != (FREE_TAG | cls):
+                    if head > self.ss_mask or w8[head] != (FREE_TAG | cls):
                         self._fcn[cls] = got
                         self.slow.corrupt_block(idx, head, "free list")
                         return -1

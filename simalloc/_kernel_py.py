@@ -215,7 +215,7 @@ class Kernel:
             while got < want:
                 head = v32[m + M_FREELIST]
                 if head:
-                    if v8[head] != FREE_TAG | cls:
+                    if head > self.ss_mask or v8[head] != FREE_TAG | cls:
                         self._fcn[cls] = got
                         self.slow.corrupt_block(idx, head, "free list")
                     v32[m + M_FREELIST] = v32[(head + 4) >> 2]

@@ -377,6 +377,8 @@ class Heap:
             "decommitted_bytes": self.os.decommitted_bytes,
             "syscalls": self.os.syscalls,
             "deferred_unmaps": self.os.deferred_unmaps,
+            "align_retries": self.os.align_retries,
+            "alignment_waste_bytes": self.os.alignment_waste,
             "superslabs_active": self._n_active,
             "superslabs_cached": len(self.lru),
             "superslabs_cached_decommitted": len(self.lru) - self.lru.warm_count(),
@@ -683,7 +685,7 @@ class Heap:
 
     def corrupt_block(self, idx: int, off: int, where: str) -> None:
         ss = self._ss[idx]
-        got = ss.w8[off] if ss is not None else -1
+        got = ss.w8[off] if ss is not None and 0 <= off < ss.size else -1
         raise HeapCorruptionError(
             f"block at superslab {idx} offset {off:#x} ({where}) has header {got:#x}: "
             "a freed block was written to (use after free?)")

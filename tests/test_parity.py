@@ -42,7 +42,16 @@ def _where(heap: simalloc.Heap, addr: int) -> tuple[int, int]:
 
 
 def _stats(heap: simalloc.Heap) -> dict:
-    return {k: v for k, v in heap.stats().items() if k not in _SKIP_KEYS}
+    """Stats with the kernel's address placement factored out: where mmap happens to put a
+    mapping decides whether aligning it needs a second, 2x mapping (``align_retries``)."""
+    st = {k: v for k, v in heap.stats().items() if k not in _SKIP_KEYS}
+    retries, waste = st.pop("align_retries"), st.pop("alignment_waste_bytes")
+    st["mmap_total"] -= retries
+    st["munmap_total"] -= retries
+    st["syscalls"] -= 2 * retries
+    st["mapped_bytes"] -= waste
+    st.pop("mapped_peak_bytes")
+    return st
 
 
 ops_strategy = st.lists(
@@ -95,7 +104,7 @@ def test_same_decisions_step_by_step(name, prog):
         for h in heaps:
             h.check()
         r0, r1 = (h.residency() for h in heaps)
-        assert r0["mapped_bytes"] == r1["mapped_bytes"]
+        assert r0["mapped_bytes"] - heaps[0].os.alignment_waste == r1["mapped_bytes"] - heaps[1].os.alignment_waste
         assert r0["resident_bytes"] == r1["resident_bytes"]
     finally:
         for h in heaps:

@@ -73,6 +73,8 @@ class OSLayer:
         self.mapped_bytes = 0  # bytes currently mapped (incl. alignment windows)
         self.mapped_peak = 0
         self.deferred_unmaps = 0  # releases delayed because the user still held a view
+        self.align_retries = 0  # first mapping was misaligned: unmapped, remapped at 2x
+        self.alignment_waste = 0  # bytes currently mapped only to align windows
         self._deferred: list[Mapping] = []
 
     # ------------------------------------------------------------------ reserve / release
@@ -86,11 +88,13 @@ class OSLayer:
         if addr % align:
             posix.unmap(mm)
             self.munmap_total += 1
+            self.align_retries += 1
             mm = self._map(size + align)
             base = posix.address_of(mm)
             offset = (-base) % align
             addr, map_size = base + offset, size + align
         self.mapped_bytes += map_size
+        self.alignment_waste += map_size - size
         self.mapped_peak = max(self.mapped_peak, self.mapped_bytes)
         m = Mapping(mm, offset, size, addr, map_size, kind)
         m.view = memoryview(mm)[offset:offset + size]
@@ -113,6 +117,7 @@ class OSLayer:
             m.view.release()
             m.view = None
         self.mapped_bytes -= m.map_size
+        self.alignment_waste -= m.alignment_waste
         try:
             posix.unmap(m.mm)
             self.munmap_total += 1
