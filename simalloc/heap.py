@@ -9,7 +9,9 @@ Layers, each with one job (only the bottom one makes syscalls)::
        |     LRU cache               empty superslabs, count/bytes/TTL      (lru.py)
     OSLayer                          mmap / madvise / munmap, counted       (oslayer/)
 
-Refill stages when a class's current slab is exhausted (hakmem's shared pool, numbered):
+Refill stages when a class's current slab is exhausted (hakmem's shared pool, numbered;
+within a stage the lowest superslab index wins, so young superslabs can drain -- see
+``slabset.py``):
 
 1. an EMPTY slab of the same class (Stage 0.5: its free list is reused as is);
 2. a partial slab of the same class (Stage 1: free-slot reuse);
@@ -48,6 +50,7 @@ from .lru import SuperslabCache
 from .options import Config
 from .oslayer import Mapping, OSLayer, lazyfree_bytes, pagemap_resident, process_memory
 from .policy import Release, ReleasePolicy, SlabEvent, SuperslabEvent, make_policy
+from .slabset import SlabSet
 from .superslab import Superslab
 
 __all__ = ["Clock", "Heap", "PolicyContext"]
@@ -151,8 +154,8 @@ class Heap:
         self._free_idx = list(range(config.max_superslabs))
         self._n_active = 0
         self._has_unused: set[int] = set()
-        self._empty: list[dict[tuple[int, int], None]] = [{} for _ in range(K.NUM_CLASSES)]
-        self._partial: list[dict[tuple[int, int], None]] = [{} for _ in range(K.NUM_CLASSES)]
+        self._empty = [SlabSet() for _ in range(K.NUM_CLASSES)]  # EMPTY/DECOMMITTED slabs
+        self._partial = [SlabSet() for _ in range(K.NUM_CLASSES)]  # non-current, used < capacity
         self._large: dict[int, tuple[Mapping, int]] = {}  # user addr -> (mapping, size)
         self._freed_large: OrderedDict[int, None] = OrderedDict()
         self._tombstones = 0
@@ -583,6 +586,7 @@ class Heap:
         assert n_active == self._n_active, f"active count {self._n_active} != {n_active}"
         assert live == int(kern.counters[1]), f"live headers {live} != kernel live count {int(kern.counters[1])}"
         for d in (*self._empty, *self._partial):
+            d.check()
             for idx, _s in d:
                 ss = self._ss[idx]
                 assert ss is not None and ss.state == K.SS_ACTIVE
@@ -595,7 +599,7 @@ class Heap:
         self._maintain()
         key = None
         if self._empty[cls]:  # 1. EMPTY slab of this class
-            key, _ = self._empty[cls].popitem()
+            key = self._empty[cls].pop_lowest()
             ss = self._ss[key[0]]
             assert ss is not None
             if ss.slab_state(key[1]) == K.SLAB_DECOMMITTED:
@@ -604,12 +608,12 @@ class Heap:
                 ss.set_meta(key[1], K.M_STATE, K.SLAB_ACTIVE)
             self.counters["stage_empty_same"] += 1
         elif self._partial[cls]:  # 2. partial slab of this class
-            key, _ = self._partial[cls].popitem()
+            key = self._partial[cls].pop_lowest()
             self.counters["stage_partial"] += 1
         else:
             for other in range(K.NUM_CLASSES):  # 3. EMPTY slab of another class
                 if self._empty[other]:
-                    key, _ = self._empty[other].popitem()
+                    key = self._empty[other].pop_lowest()
                     ss = self._ss[key[0]]
                     assert ss is not None
                     ss.claim(key[1], cls)
@@ -643,9 +647,9 @@ class Heap:
         current = kern.cur_ss[cls] == idx and kern.cur_slab[cls] == slab
         self.counters["slab_empty_events"] += 1
         if not current:
-            self._partial[cls].pop((idx, slab), None)
+            self._partial[cls].discard((idx, slab))
             ss.set_meta(slab, K.M_STATE, K.SLAB_EMPTY)
-            self._empty[cls][(idx, slab)] = None
+            self._empty[cls].add((idx, slab))
         if ss.h(K.H_TOTAL_ACTIVE) == 0:
             self._superslab_empty(ss)
         elif not current:
@@ -658,7 +662,7 @@ class Heap:
         """A full, non-current slab got its first free block back."""
         ss = self._ss[idx]
         assert ss is not None
-        self._partial[ss.slab_class(slab)][(idx, slab)] = None
+        self._partial[ss.slab_class(slab)].add((idx, slab))
 
     def free_slow(self, addr: int) -> None:
         """A pointer outside every superslab: a large block, or an error."""
@@ -871,7 +875,7 @@ class Heap:
                 kern.cur_slab[cls] = -1
         for s in range(self.nslabs):
             for d in (*self._empty, *self._partial):
-                d.pop((ss.idx, s), None)
+                d.discard((ss.idx, s))
             if ss.slab_state(s) != K.SLAB_UNUSED:
                 ss.set_meta(s, K.M_STATE, K.SLAB_EMPTY)
         self._has_unused.discard(ss.idx)

@@ -1,0 +1,444 @@
+"""The ``simalloc`` command line: run, bench, soak, ab, native, options.
+
+::
+
+    simalloc run     [--workload mixed --ops N --ws 400 --seed 1] [--set KEY=VALUE,...]
+    simalloc bench   [--runs 3] [--native] [--isolate] [--json]
+    simalloc soak    [--duration 10 --epoch 1] [--csv soak.csv] [--json]
+    simalloc ab      [--a KEY=VALUE,... | --a-config FILE] [--b ... | --b-config FILE]
+                     [--runs 3 --epochs 10] [--json] [--report DIR] [--native] [--isolate]
+    simalloc native  [--ops N --ws 400 --seed 1 --runs 1]
+    simalloc options [--set KEY=VALUE,...]
+
+``simalloc ab`` with no arguments is Phase 54's experiment: A = FAST (``HAKMEM_SS_MEM_LEAN=0``)
+against B = LEAN (``HAKMEM_SS_MEM_LEAN=1``, decommit FREE) on Mixed WS=400, 3 interleaved runs
+per side.  Override keys are option names or environment names (``simalloc options`` lists
+them); ``--a``/``--b`` are merged into those defaults.  Every command prints the kernel in use;
+``--kernel python|cython|auto`` picks it (option ``kernel``, env ``SIMALLOC_KERNEL``).
+
+Exit codes: 0 ok; 1 the run failed (the allocator raised, a native build is unavailable);
+2 usage or configuration error (an invalid override prints one line naming the variable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from .errors import ConfigError
+from .kernel import kernel_name
+
+__all__ = ["CYTHON_OPS", "main"]
+
+#: Default ``--ops`` when the heaps run the Cython kernel (~30M ops/s: ~0.2 s per run); the
+#: pure-Python kernel (~0.4M ops/s) gets the per-command default (200,000 for run and ab).
+CYTHON_OPS = 5_000_000
+
+
+# ---------------------------------------------------------------------------- helpers
+def _info(args: argparse.Namespace, line: str) -> None:
+    """Human-readable context: stdout normally, stderr when stdout carries JSON."""
+    print(line, file=sys.stderr if getattr(args, "json", False) else sys.stdout, flush=True)
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _scalar(text: str) -> Any:
+    """A workload parameter value: int, float, None, bool or the string itself."""
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _workload_params(args: argparse.Namespace) -> dict[str, Any]:
+    from .experiments.overrides import parse_assignments
+
+    raw = parse_assignments(args.param or [], what="--param")
+    return {k: _scalar(v) for k, v in raw.items()}
+
+
+def _check_workload(name: str, ops: int, ws: int | None, seed: int, params: dict[str, Any]) -> str:
+    """Fail fast (ConfigError) on an unknown workload or parameter; returns its description."""
+    from .workloads import get_workload
+
+    return get_workload(name, ops=ops, ws=ws, seed=seed, **params).describe()
+
+
+def _base_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--kernel`` then ``--set`` (later wins)."""
+    from .experiments.overrides import merge_overrides, parse_assignments
+
+    out: dict[str, Any] = {}
+    if getattr(args, "kernel", None):
+        out["kernel"] = args.kernel
+    return merge_overrides(out, parse_assignments(getattr(args, "set", None) or [], what="--set"))
+
+
+def _kernel_line(overrides: dict[str, Any]) -> str:
+    return f"kernel: {_kernel_of(overrides)}"
+
+
+def _kernel_of(overrides: dict[str, Any]) -> str:
+    from .experiments.overrides import validate_overrides
+
+    cfg = validate_overrides(overrides)  # raises ConfigError naming the variable
+    return kernel_name(cfg.kernel)
+
+
+def _resolve_ops(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    """Fill in ``--ops`` when not given: depends on the kernel the heaps will use."""
+    if args.ops is None:
+        args.ops = CYTHON_OPS if _kernel_of(overrides) == "cython" else args.python_ops
+
+
+def _dump_json(doc: Any, out: TextIO) -> None:
+    json.dump(doc, out, indent=2, allow_nan=False, default=str)
+    out.write("\n")
+
+
+def _criteria(args: argparse.Namespace) -> Any:
+    from .experiments.verdict import Criteria
+
+    try:
+        return Criteria(rss_target_bytes=int(args.rss_target_mb * (1 << 20)),
+                        resident_metric=args.resident_metric,
+                        throughput_metric=args.throughput_metric,
+                        drift_tolerance_pct=args.drift_tolerance, drift_metric=args.drift_metric,
+                        cv_metric=args.cv_metric)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------------- parser
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="simalloc",
+        description="simalloc: hakmem's superslab allocator with real memory; Phase 54 experiments.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+
+    kern = argparse.ArgumentParser(add_help=False)
+    kern.add_argument("--kernel", choices=("python", "cython", "auto"), default=None,
+                      help="hot-path kernel for the heaps (default: SIMALLOC_KERNEL or auto)")
+
+    def workload_args(sp: argparse.ArgumentParser, ops: int) -> None:
+        sp.add_argument("--workload", default="mixed",
+                        help="mixed, churn, tiny-hot, larson or mstress (default mixed)")
+        sp.add_argument("--ops", type=int, default=None,
+                        help=f"timed operations (default {ops:,} with the Python kernel, "
+                             f"{CYTHON_OPS:,} with Cython)")
+        sp.set_defaults(python_ops=ops)
+        sp.add_argument("--ws", type=int, default=None,
+                        help="working set (default: the workload's own; mixed 400)")
+        sp.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+        sp.add_argument("--param", action="append", metavar="KEY=VALUE[,...]",
+                        help="extra workload parameter(s), e.g. burst_mb=24")
+
+    def set_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE[,...]",
+                        help="config override(s): option or env names, e.g. HAKMEM_SS_MEM_LEAN=1")
+
+    sp = sub.add_parser("run", parents=[kern], help="one measured run")
+    workload_args(sp, 200_000)
+    set_arg(sp)
+    sp.add_argument("--epochs", type=int, default=10, help="timed epochs (default 10)")
+    sp.add_argument("--isolate", action="store_true", help="run in a fresh process")
+    sp.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+
+    sp = sub.add_parser("bench", parents=[kern], help="N runs of one config")
+    workload_args(sp, 100_000)
+    set_arg(sp)
+    sp.add_argument("--runs", type=int, default=3, help="runs (default 3)")
+    sp.add_argument("--epochs", type=int, default=10, help="timed epochs per run (default 10)")
+    sp.add_argument("--seed-stride", type=int, default=0, help="run i uses seed + i*stride (default 0)")
+    sp.add_argument("--isolate", action="store_true", help="each run in a fresh process")
+    sp.add_argument("--native", action="store_true", help="add native allocator rows (Mixed)")
+    sp.add_argument("--json", action="store_true", help="JSON output")
+
+    sp = sub.add_parser("soak", parents=[kern], help="one heap for a duration, per-epoch CSV")
+    sp.add_argument("--workload", default="mixed", help="workload (default mixed)")
+    sp.add_argument("--ws", type=int, default=None,
+                    help="working set (default: the workload's own; mixed 400)")
+    sp.add_argument("--seed", type=int, default=1, help="seed of the first pass (default 1)")
+    sp.add_argument("--param", action="append", metavar="KEY=VALUE[,...]", help="workload parameter(s)")
+    set_arg(sp)
+    sp.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    sp.add_argument("--epoch", type=float, default=1.0, help="epoch seconds (default 1)")
+    sp.add_argument("--pass-ops", type=int, default=200_000, help="timed ops per workload pass")
+    sp.add_argument("--chunk-ops", type=int, default=2_000, help="ops per piece (epoch granularity)")
+    sp.add_argument("--csv", default="soak.csv", help="per-epoch CSV path (default soak.csv; '-' = none)")
+    sp.add_argument("--json", action="store_true", help="JSON summary")
+
+    sp = sub.add_parser("ab", parents=[kern], help="A/B with the Phase 54 verdict")
+    workload_args(sp, 200_000)
+    sp.add_argument("--a", action="append", metavar="KEY=VALUE[,...]",
+                    help="side A overrides, merged into HAKMEM_SS_MEM_LEAN=0")
+    sp.add_argument("--b", action="append", metavar="KEY=VALUE[,...]",
+                    help="side B overrides, merged into HAKMEM_SS_MEM_LEAN=1")
+    sp.add_argument("--a-config", metavar="FILE", help="side A overrides from a KEY=VALUE file")
+    sp.add_argument("--b-config", metavar="FILE", help="side B overrides from a KEY=VALUE file")
+    sp.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    sp.add_argument("--epochs", type=int, default=10, help="timed epochs per run (default 10)")
+    sp.add_argument("--seed-stride", type=int, default=0, help="run i uses seed + i*stride (default 0)")
+    sp.add_argument("--isolate", action="store_true",
+                    help="each run in a fresh process (clean process peak RSS; slower)")
+    sp.add_argument("--native", action="store_true", help="add native allocator rows (Mixed)")
+    sp.add_argument("--json", action="store_true", help="JSON on stdout (verdict, a, b, delta, ...)")
+    sp.add_argument("--report", metavar="DIR", help="write DIR/report.md and PNG plots")
+    g = sp.add_argument_group("criteria")
+    g.add_argument("--resident-metric", choices=("peak", "mean", "final", "process_peak"),
+                   default="peak", help="resident figure judged (default peak)")
+    g.add_argument("--throughput-metric", choices=("median", "mean"), default="median")
+    g.add_argument("--cv-metric", choices=("runs", "epochs"), default="runs")
+    g.add_argument("--rss-target-mb", type=float, default=10.0, help="GO target (default 10 MiB)")
+    g.add_argument("--drift-tolerance", type=float, default=0.0, help="drift %% tolerated (default 0)")
+    g.add_argument("--drift-metric", choices=("settled", "first_last"), default="settled",
+                   help="drift judged: second half of the epochs (default) or first -> last epoch")
+
+    sp = sub.add_parser("native", help="the Mixed loop in C under glibc / jemalloc / mimalloc / tcmalloc")
+    sp.add_argument("--ops", type=int, default=2_000_000, help="cycles (default 2,000,000)")
+    sp.add_argument("--ws", type=int, default=400)
+    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--runs", type=int, default=1)
+    sp.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("options", parents=[kern], help="print every option, value and env name")
+    set_arg(sp)
+    return p
+
+
+# ---------------------------------------------------------------------------- commands
+def _cmd_options(args: argparse.Namespace) -> int:
+    from .experiments.overrides import validate_overrides
+
+    cfg = validate_overrides(_base_overrides(args))
+    print(f"kernel: {kernel_name(cfg.kernel)}")
+    print(cfg.dump())
+    return 0
+
+
+def _run_spec(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
+    from .experiments.metrics import RunSpec
+
+    _resolve_ops(args, overrides)
+    params = _workload_params(args)
+    describe = _check_workload(args.workload, args.ops, args.ws, args.seed, params)
+    try:
+        spec = RunSpec(workload=args.workload, ops=args.ops, ws=args.ws, seed=args.seed,
+                       params=params, overrides=overrides, epochs=args.epochs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return spec, describe
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments.metrics import run_once
+    from .experiments.overrides import format_overrides
+
+    overrides = _base_overrides(args)
+    _info(args, _kernel_line(overrides))
+    spec, describe = _run_spec(args, overrides)
+    _info(args, f"workload: {describe}")
+    _info(args, f"config: {format_overrides(overrides)}")
+    r = run_once(spec, isolate=args.isolate)
+    if args.json:
+        _dump_json(r.as_dict(), sys.stdout)
+        return 1 if r.error else 0
+    if r.error:
+        print(f"ERROR: {r.error}")
+    print(f"policy: {r.policy}")
+    print(f"throughput: {r.ops_per_s:,.0f} ops/s ({r.ops:,} ops in {r.seconds:.3f} s, "
+          f"{len(r.epoch_ops)} epochs, epoch CV {r.epoch_cv_pct:.2f}%; warm-up {r.warmup_ops:,} ops untimed)")
+    print(r.stats_line)
+    print(f"residency: heap resident peak {r.peak_resident_bytes >> 10} KiB, mean "
+          f"{r.mean_resident_bytes / 1024:,.0f} KiB, final {r.final_resident_bytes >> 10} KiB "
+          f"(drift first->last {r.drift_pct:+.2f}%, settled {r.drift_settled_pct:+.2f}%); lazyfree {(r.epoch_lazyfree_bytes or [0])[-1] >> 10} KiB; "
+          f"process VmRSS {r.process_rss_bytes >> 10} KiB, VmHWM {r.process_peak_rss_bytes >> 10} KiB")
+    print(f"syscalls: {r.syscalls} in the timed part ({r.syscalls_per_op:.3g}/op)")
+    print(f"lean: {r.explain_lean}")
+    return 1 if r.error else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .experiments.bench import collect_native, format_bench, run_bench
+
+    overrides = _base_overrides(args)
+    _info(args, _kernel_line(overrides))
+    spec, describe = _run_spec(args, overrides)
+    _info(args, f"workload: {describe}")
+    res = run_bench(spec, runs=args.runs, isolate=args.isolate, seed_stride=args.seed_stride, log=_log)
+    if args.native:
+        if args.workload == "mixed":
+            res.native, res.native_note = collect_native(args.ops, args.ws or 400, args.seed, runs=args.runs,
+                                                         log=_log)
+        else:
+            res.native_note = "native rows exist only for the mixed workload"
+    if args.json:
+        doc = res.as_json()
+        doc["kernel"] = res.table.get("kernel")
+        _dump_json(doc, sys.stdout)
+    else:
+        print(format_bench(res))
+        print(f"lean: {res.table.get('explain_lean')}")
+    return 1 if res.table["errors"] else 0
+
+
+def _cmd_soak(args: argparse.Namespace) -> int:
+    from .experiments.soak import SoakSpec, format_soak, run_soak, write_csv
+
+    overrides = _base_overrides(args)
+    _info(args, _kernel_line(overrides))
+    params = _workload_params(args)
+    describe = _check_workload(args.workload, args.pass_ops, args.ws, args.seed, params)
+    try:
+        spec = SoakSpec(workload=args.workload, ws=args.ws, seed=args.seed, params=params,
+                        overrides=overrides, duration=args.duration, epoch=args.epoch,
+                        pass_ops=args.pass_ops, chunk_ops=args.chunk_ops)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    _info(args, f"soak: {describe}; {args.duration:g} s in {args.epoch:g} s epochs")
+    res = run_soak(spec)
+    if args.csv and args.csv != "-":
+        path = write_csv(res, args.csv)
+        _info(args, f"csv: {path}")
+    if args.json:
+        _dump_json(res.as_json(), sys.stdout)
+    else:
+        print(format_soak(res))
+        print(f"lean: {res.explain_lean}")
+    return 1 if res.error else 0
+
+
+def _side_overrides(args: argparse.Namespace, side: str, default: dict[str, str],
+                    base: dict[str, Any]) -> dict[str, Any]:
+    from .experiments.overrides import (
+        merge_overrides,
+        parse_assignments,
+        read_config_file,
+        validate_overrides,
+    )
+
+    out = merge_overrides(base, default)
+    cfg_file = getattr(args, f"{side}_config")
+    if cfg_file:
+        out = merge_overrides(out, read_config_file(cfg_file))
+    out = merge_overrides(out, parse_assignments(getattr(args, side) or [], what=f"--{side}"))
+    try:
+        validate_overrides(out)
+    except ConfigError as exc:
+        raise ConfigError(f"--{side}: {exc}") from exc
+    return out
+
+
+def _cmd_ab(args: argparse.Namespace) -> int:
+    from .experiments.ab import DEFAULT_A, DEFAULT_B, AbSpec, format_table, run_ab, write_report
+    from .experiments.bench import collect_native
+    from .experiments.overrides import format_overrides
+
+    base: dict[str, Any] = {"kernel": args.kernel} if args.kernel else {}
+    a = _side_overrides(args, "a", DEFAULT_A, base)
+    b = _side_overrides(args, "b", DEFAULT_B, base)
+    criteria = _criteria(args)
+    _resolve_ops(args, b)
+    params = _workload_params(args)
+    describe = _check_workload(args.workload, args.ops, args.ws, args.seed, params)
+    if args.runs < 1 or args.epochs < 1 or args.ops < 1:
+        raise ConfigError("--runs, --epochs and --ops must be >= 1")
+    spec = AbSpec(workload=args.workload, ops=args.ops, ws=args.ws, seed=args.seed, params=params,
+                  a=a, b=b, runs=args.runs, epochs=args.epochs, isolate=args.isolate,
+                  seed_stride=args.seed_stride, criteria=criteria)
+    _info(args, _kernel_line(b))
+    _info(args, f"ab: {describe}")
+    _info(args, f"  A: {format_overrides(a)}")
+    _info(args, f"  B: {format_overrides(b)}")
+    _info(args, f"  {args.runs} runs per side interleaved A B A B, {args.ops:,} ops in "
+                f"{args.epochs} epochs each"
+                + (", isolated processes" if args.isolate else ""))
+    res = run_ab(spec, log=_log)
+    if args.native:
+        if args.workload == "mixed":
+            res.native, res.native_note = collect_native(args.ops, args.ws or 400, args.seed,
+                                                         runs=args.runs, log=_log)
+        else:
+            res.native_note = "native rows exist only for the mixed workload"
+    if args.report:
+        paths = write_report(res, args.report)
+        _info(args, "report: " + ", ".join(str(p) for p in paths))
+    if args.json:
+        _dump_json(res.as_json(), sys.stdout)
+    else:
+        print(format_table(res))
+    _info(args, f"lean (B): {res.b.get('explain_lean')}")
+    return 0
+
+
+def _cmd_native(args: argparse.Namespace) -> int:
+    try:
+        from .native import ALLOCATOR_LIBS, NativeUnavailable, find_allocators, run_native
+    except ImportError as exc:
+        print(f"simalloc: native benchmarks are not available ({exc})", file=sys.stderr)
+        return 1
+    try:
+        found = find_allocators()
+    except NativeUnavailable as exc:
+        print(f"simalloc: native benchmark unavailable: {exc}", file=sys.stderr)
+        return 1
+    _info(args, "allocators:")
+    for name in ALLOCATOR_LIBS:
+        where = found[name] if name in found else "not installed"
+        _info(args, f"  {name:<10} {where or 'the C library (no preload)'}")
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for name in found:
+        _log(f"[native] {name}: {args.ops:,} cycles ws={args.ws} seed={args.seed} x{args.runs} ...")
+        try:
+            rows.extend(run_native(name, args.ops, args.ws, args.seed, runs=args.runs))
+        except NativeUnavailable as exc:
+            failed.append(f"{name}: {exc}")
+    if args.json:
+        _dump_json({"rows": rows, "unavailable": failed}, sys.stdout)
+    else:
+        print(f"Mixed loop in C: cycles={args.ops:,} ws={args.ws} seed={args.seed}")
+        for r in rows:
+            print(f"  {r['allocator']:<10} {r['ops_per_s']:>14,.0f} ops/s  {r['seconds']:.3f} s  "
+                  f"max RSS {r['max_rss_bytes'] >> 10} KiB")
+        for f in failed:
+            print(f"  unavailable: {f}")
+    if not rows:
+        print("simalloc: no native allocator could be run" + (f" ({'; '.join(failed)})" if failed else ""),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "soak": _cmd_soak, "ab": _cmd_ab,
+             "native": _cmd_native, "options": _cmd_options}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``simalloc`` / ``python -m simalloc``; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    try:
+        return _COMMANDS[args.cmd](args)
+    except ConfigError as exc:
+        print(f"simalloc {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simalloc: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,300 @@
+"""One measured run: fresh heap, warm-up, timed epochs, residency after each epoch.
+
+:func:`run_once` takes a :class:`RunSpec` (workload, size, seed, config overrides, epochs) and
+returns a :class:`RunResult`:
+
+* the workload's untimed ``warmup`` runs first (bench_random_mixed's prefault);
+* the timed part runs as ``epochs`` pieces (``Workload.run_chunks``; the final drain is in the
+  last piece, as hakmem's timed region includes it); each piece is timed with
+  ``time.perf_counter`` and, *outside* the timing, ``heap.residency()`` is sampled: the
+  resident bytes of the heap's own mappings (``/proc/self/pagemap``, present and exclusive),
+  their LazyFree, and the process VmRSS;
+* syscalls/op is the heap's OS-call counter delta over the timed part divided by its ops.
+
+**Drift** (``drift_pct``) is hakmem's "RSS drift, first epoch -> last epoch", measured on the
+heap's own resident bytes -- not on process VmRSS, whose interpreter noise (numpy buffers,
+free lists of the Python runtime) would make a flat heap look like it drifts.  The samples
+are taken at epoch ends of the timed part, i.e. after the warm-up, so a heap that reached its
+working-set high-water mark during the warm-up (FAST on Mixed) shows exactly 0.  Definition::
+
+    drift_pct = 100 * (last - first) / first            if first > 0
+              = 100 * (last - first) / peak             if first == 0 and peak > 0
+              = 0.0                                     if every sample is 0
+
+(``first``/``last``: resident bytes after the first/last epoch; ``peak``: their maximum), so
+it is always finite, positive exactly when the heap grew, and at most +100 % from nothing.
+``drift_bytes`` is the absolute change.
+
+**Settled drift** (``drift_settled_pct``) is the same formula from the end of the first half of
+the epochs (sample ``(n - 1) // 2``) to the last.  Why both: a heap's resident set is the
+high-water mark of the pages its slabs ever carved into, and in a short run that mark still
+creeps up by a page or two whenever one class's live count sets a new record (measured on
+Mixed WS=400: FAST +2.0 % over 5M ops with seed 1; LEAN, which skips the prewarm that touches
+FAST's pages up front, +9.1 % over 200k ops).  The creep is bounded by the slabs' size and
+stops; a leak does not.  hakmem's soaks take their first epoch after ~10^8 operations, when
+the mark has settled; the settled figure is the short-run equivalent, and it is what the
+verdict judges by default (``Criteria.drift_metric``).
+
+**Process peak RSS** (``process_peak_rss_bytes``, VmHWM) is per *process*: in one long-lived
+process it covers the interpreter and every earlier run.  Before each run the HWM is reset
+when the kernel allows it (``echo 5 > /proc/self/clear_refs``; ``process_peak_reset`` says
+whether it worked), and it still includes the interpreter (~30 MB).  For a clean per-run
+figure use ``isolate=True``: each run then executes in a fresh interpreter started with
+multiprocessing's ``spawn`` method.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..heap import Heap
+from ..oslayer import process_memory
+
+__all__ = ["RunResult", "RunSpec", "cv_pct", "drift_pct", "drift_settled_pct", "finite",
+           "reset_peak_rss", "run_once"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run: a workload (name, size, seed, extra parameters), the heap's config
+    overrides (option or environment names, values as strings or Python values) and how many
+    timed epochs to split it into.  ``label`` names the side in an A/B ("A", "B")."""
+
+    workload: str = "mixed"
+    ops: int = 200_000
+    ws: int | None = 400  # None: the workload's default
+    seed: int = 1
+    params: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.ops < 1:
+            raise ValueError(f"ops must be >= 1, got {self.ops}")
+
+
+@dataclass
+class RunResult:
+    """Everything one run measured (see the module docstring for definitions).
+
+    Byte figures of the heap come from ``Heap.residency()`` sampled after each timed epoch;
+    ``peak``/``mean``/``final`` are over those samples.  ``error`` is set (and the figures are
+    whatever was measured before it) when the run raised or its process died."""
+
+    label: str
+    workload: str
+    describe: str
+    seed: int
+    config: dict[str, Any]
+    ws: int = 0
+    kernel: str = ""
+    policy: str = ""
+    ops: int = 0
+    warmup_ops: int = 0
+    seconds: float = 0.0
+    ops_per_s: float = 0.0
+    epoch_ops: list[int] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_ops_per_s: list[float] = field(default_factory=list)
+    epoch_resident_bytes: list[int] = field(default_factory=list)
+    epoch_lazyfree_bytes: list[int] = field(default_factory=list)
+    epoch_vm_rss_bytes: list[int] = field(default_factory=list)
+    epoch_cv_pct: float = 0.0
+    resident_after_warmup_bytes: int = 0
+    peak_resident_bytes: int = 0
+    mean_resident_bytes: float = 0.0
+    final_resident_bytes: int = 0
+    mapped_peak_bytes: int = 0
+    process_peak_rss_bytes: int = 0
+    process_rss_bytes: int = 0
+    process_peak_reset: bool = False
+    isolated: bool = False
+    drift_pct: float = 0.0
+    drift_bytes: int = 0
+    drift_settled_pct: float = 0.0
+    syscalls: int = 0
+    syscalls_per_op: float = 0.0
+    lean_decommit: int = 0
+    lean_retire: int = 0
+    madvise_calls: int = 0
+    mmap_total: int = 0
+    munmap_total: int = 0
+    stats_line: str = ""
+    explain_lean: str = ""
+    empty_report: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        return cls(**d)
+
+    def summary(self) -> str:
+        """One line for progress output."""
+        if self.error:
+            return f"ERROR {self.error}"
+        return (f"{self.ops_per_s:>12,.0f} ops/s  peak resident {self.peak_resident_bytes / 1024:,.0f} KiB  "
+                f"drift {self.drift_pct:+.2f}% (settled {self.drift_settled_pct:+.2f}%)  "
+                f"syscalls {self.syscalls}  "
+                f"lean_retire={self.lean_retire}")
+
+
+def cv_pct(values: list[float] | np.ndarray) -> float:
+    """Coefficient of variation in %: sample standard deviation (ddof=1) / mean.  0.0 for
+    fewer than two values or a zero mean."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return 0.0
+    m = float(x.mean())
+    if m == 0.0:
+        return 0.0
+    return 100.0 * float(x.std(ddof=1)) / m
+
+
+def drift_pct(samples: list[int] | list[float]) -> float:
+    """Resident drift first sample -> last sample in % (definition in the module docstring)."""
+    if not samples:
+        return 0.0
+    first, last, peak = float(samples[0]), float(samples[-1]), float(max(samples))
+    if first > 0:
+        return 100.0 * (last - first) / first
+    if peak > 0:
+        return 100.0 * (last - first) / peak
+    return 0.0
+
+
+def drift_settled_pct(samples: list[int] | list[float]) -> float:
+    """Drift over the second half: from sample ``(n - 1) // 2`` to the last (module docstring)."""
+    return drift_pct(list(samples)[(len(samples) - 1) // 2:])
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (``/proc/self/clear_refs`` = 5).
+    Returns False where the kernel refuses (then VmHWM stays the process lifetime peak)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _safe(fn: Callable[[], T], default: T) -> T:
+    """``fn()``, or ``default`` if the (possibly corrupted) heap raises while being observed."""
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
+def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
+    """Run ``spec`` in this process (see :func:`run_once`)."""
+    from ..workloads import get_workload
+
+    w = get_workload(spec.workload, ops=spec.ops, ws=spec.ws, seed=spec.seed, **spec.params)
+    res = RunResult(label=spec.label, workload=w.name, describe=w.describe(), seed=spec.seed,
+                    config={}, ws=w.ws, isolated=isolated)
+    res.process_peak_reset = reset_peak_rss()
+    heap = Heap(**spec.overrides)  # ConfigError propagates: a usage error, not a crash
+    try:
+        res.config = dict(heap.config.diff())
+        res.kernel = heap.kernel_name
+        res.policy = heap.policy.describe()
+        slots = np.zeros(w.nslots, dtype=np.uint64)
+        try:
+            res.warmup_ops = int(w.warmup(heap, slots))
+            res.resident_after_warmup_bytes = int(heap.residency()["resident_bytes"])
+            sys0 = int(heap.stats()["syscalls"])
+            chunks = iter(w.run_chunks(heap, slots, spec.epochs))
+            perf = time.perf_counter
+            while True:
+                t0 = perf()
+                n = next(chunks, None)
+                dt = perf() - t0
+                if n is None:
+                    break
+                r = heap.residency()
+                res.epoch_ops.append(int(n))
+                res.epoch_seconds.append(dt)
+                res.epoch_ops_per_s.append(n / dt if dt > 0 else 0.0)
+                res.epoch_resident_bytes.append(int(r["resident_bytes"]))
+                res.epoch_lazyfree_bytes.append(int(r["lazyfree_bytes"]))
+                res.epoch_vm_rss_bytes.append(int(r["vm_rss_bytes"]))
+            st = heap.stats()
+            res.syscalls = int(st["syscalls"]) - sys0
+        except ConfigError:
+            raise
+        except Exception as exc:  # a crash of the allocator under test is a result (NO-GO)
+            res.error = f"{type(exc).__name__}: {exc}"
+            st = _safe(heap.stats, {})
+        res.ops = sum(res.epoch_ops)
+        res.seconds = sum(res.epoch_seconds)
+        res.ops_per_s = res.ops / res.seconds if res.seconds > 0 else 0.0
+        res.epoch_cv_pct = cv_pct(res.epoch_ops_per_s)
+        rb = res.epoch_resident_bytes
+        if rb:
+            res.peak_resident_bytes = max(rb)
+            res.mean_resident_bytes = float(np.mean(rb))
+            res.final_resident_bytes = rb[-1]
+            res.drift_pct = drift_pct(rb)
+            res.drift_settled_pct = drift_settled_pct(rb)
+            res.drift_bytes = rb[-1] - rb[0]
+        res.syscalls_per_op = res.syscalls / res.ops if res.ops else 0.0
+        for key in ("lean_decommit", "lean_retire", "madvise_calls", "mmap_total", "munmap_total"):
+            setattr(res, key, int(st.get(key, 0)))
+        res.mapped_peak_bytes = int(st.get("mapped_peak_bytes", 0))
+        res.stats_line = _safe(heap.os_stats_line, "")
+        res.explain_lean = _safe(heap.explain_lean, "")
+        no_report: dict[str, int] = {}
+        res.empty_report = dict(_safe(heap.empty_report, no_report))
+        pm = process_memory()
+        res.process_peak_rss_bytes = pm["vm_hwm_bytes"]
+        res.process_rss_bytes = pm["vm_rss_bytes"]
+    finally:
+        heap.close()
+    return res
+
+
+def _measure_child(spec: RunSpec) -> dict[str, Any]:
+    """Entry point of an isolated run (a spawned interpreter): plain dict back."""
+    return _measure(spec, isolated=True).as_dict()
+
+
+def run_once(spec: RunSpec, isolate: bool = False) -> RunResult:
+    """Run ``spec`` on a fresh heap and measure it.
+
+    ``isolate=True`` runs it in a fresh interpreter (multiprocessing ``spawn``), so
+    ``process_peak_rss_bytes`` is that run's own VmHWM; a child that dies (a segfault in a
+    kernel) is reported as an error result, not raised.  Raises ConfigError for a bad config
+    either way (validate configs before starting an experiment)."""
+    if not isolate:
+        return _measure(spec)
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            return RunResult.from_dict(pool.submit(_measure_child, spec).result())
+        except concurrent.futures.process.BrokenProcessPool as exc:
+            return RunResult(label=spec.label, workload=spec.workload, describe=spec.workload,
+                             seed=spec.seed, config=dict(spec.overrides), isolated=True,
+                             error=f"process died: {exc}")
+
+
+def finite(x: float) -> float | None:
+    """``x`` or None when it is NaN/inf (for strict JSON)."""
+    return x if math.isfinite(x) else None

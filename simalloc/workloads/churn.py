@@ -1,0 +1,165 @@
+"""Churn: "heavy churn" (no published definition in hakmem; this is simalloc's).
+
+Whole superslabs empty and refill: a steady working set of long-lived blocks plus repeated
+bursts.  Each round:
+
+1. **burst**: allocate ``burst_blocks`` blocks of ``burst_min..burst_max`` bytes (default
+   256..2047: mostly C7 / 2 KiB strides) -- about ``burst_mb`` MiB requested, which spans many
+   2 MiB superslabs (the default 48 MiB fills ~40);
+2. **release**: free the whole burst (``free_order``: ``fifo`` = allocation order, ``lifo``, or
+   ``random``), so the burst's superslabs become fully empty and meet the release policy;
+3. **idle**: ``idle_ratio`` x (burst ops) Mixed-style toggle operations on the steady set
+   (slot ``r % ws``: free if occupied, else malloc ``16 + (r & 0x3FF)`` bytes), the long
+   quiet phase where only what the policy kept stays resident.
+
+Under FAST every burst superslab goes to the LRU cache committed (512 MiB limit), so the
+resident set stays at the burst's peak all run; under LEAN only ``TARGET_MB`` of committed
+superslabs are kept and the rest are decommitted, so resident drops after every burst.  The
+idle phase dominates the op count (default 80%), so the mean resident over time is dominated by
+the post-burst state.
+
+Parameters:
+
+* ``ops``: target timed operations; sets the number of rounds (``rounds = max(1,
+  round(ops / round_ops))``) unless ``rounds`` is given.  ``total_ops`` is exact.
+* ``ws``: steady-set slots (default 400; ~50% occupied after the untimed warm-up).
+* ``seed``: seeds every draw (sizes, slots, free order).
+* ``burst_mb`` (48), ``burst_min`` (256), ``burst_max`` (2047): burst volume (MiB requested,
+  converted to a block count with the mean size) and size range.
+* ``idle_ratio`` (4.0): idle ops per burst op (a burst is ``2 * burst_blocks`` ops).
+* ``free_order`` ("fifo"): order the burst is freed in.
+* ``rounds`` (None): fixed number of rounds instead of deriving it from ``ops``.
+
+Warm-up (untimed): ``2 * ws`` toggle operations fill the steady set to ~50%, not drained.
+Slots: ``0..ws-1`` steady set, ``ws..ws+burst_blocks-1`` the burst.  Final drain: the steady
+set's occupied slots, in index order.
+
+Stresses: superslab release and reacquisition -- the LRU cache, LEAN's budget, decommit and
+refault costs -- the case Mixed never reaches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ..constants import OP_MALLOC
+from .base import (
+    BLOCK_ROWS,
+    Workload,
+    XorshiftStream,
+    drain_rows,
+    free_rows,
+    malloc_rows,
+    toggle_kinds,
+    toggle_parity,
+)
+
+__all__ = ["ChurnWorkload", "steady_rows"]
+
+_FREE_ORDERS = ("fifo", "lifo", "random")
+
+
+def steady_rows(rng: XorshiftStream, n: int, ws: int, occ: np.ndarray, lo: int = 16,
+                hi: int = 255) -> Iterator[np.ndarray]:
+    """``n`` toggle operations on slots ``0..ws-1`` (occupancy ``occ``, updated): slot
+    ``r % ws`` is freed if occupied, else gets ``lo + (r >> 16) % (hi - lo + 1)`` bytes.
+    Blocks of at most ``BLOCK_ROWS`` rows."""
+    while n > 0:
+        take = min(n, BLOCK_ROWS)
+        r = rng.next(take)
+        idx = (r % np.uint32(ws)).astype(np.int64)
+        kinds = toggle_kinds(idx, occ)
+        sizes = lo + ((r >> np.uint32(16)) % np.uint32(hi - lo + 1)).astype(np.int64)
+        rows = np.empty((take, 3), dtype=np.int64)
+        rows[:, 0] = kinds
+        rows[:, 1] = idx
+        rows[:, 2] = np.where(kinds == OP_MALLOC, sizes, 0)
+        yield rows
+        n -= take
+
+
+class ChurnWorkload(Workload):
+    """Bursts that fill and empty whole superslabs over a steady working set."""
+
+    name = "churn"
+    STRESSES = ("superslab release/reuse: bursts fill ~burst_mb of superslabs and free them, "
+                "then a long idle phase on a small steady set")
+    DEFAULT_WS = 400
+    DEFAULTS = MappingProxyType({"burst_mb": 48.0, "burst_min": 511, "burst_max": 2047,
+                                 "steady_min": 16, "steady_max": 255, "idle_ratio": 6.0,
+                                 "free_order": "fifo", "rounds": None})
+
+    def __init__(self, *, ops: int, ws: int | None = None, seed: int = 1, **params: Any) -> None:
+        super().__init__(ops=ops, ws=ws, seed=seed, **params)
+        p = self.params
+        self.burst_min, self.burst_max = int(p["burst_min"]), int(p["burst_max"])
+        if not 0 <= self.burst_min <= self.burst_max:
+            raise ValueError(f"burst sizes {self.burst_min}..{self.burst_max}: need 0 <= min <= max")
+        self.steady_min, self.steady_max = int(p["steady_min"]), int(p["steady_max"])
+        if not 0 <= self.steady_min <= self.steady_max:
+            raise ValueError(f"steady sizes {self.steady_min}..{self.steady_max}: need 0 <= min <= max")
+        if p["free_order"] not in _FREE_ORDERS:
+            raise ValueError(f"free_order={p['free_order']!r}: expected one of {_FREE_ORDERS}")
+        if float(p["burst_mb"]) <= 0 or float(p["idle_ratio"]) < 0:
+            raise ValueError("burst_mb must be > 0 and idle_ratio >= 0")
+        mean = (self.burst_min + self.burst_max) / 2
+        self.burst_blocks = max(1, int(float(p["burst_mb"]) * (1 << 20) / max(mean, 1.0)))
+        self.idle_ops = int(round(float(p["idle_ratio"]) * 2 * self.burst_blocks))
+        round_ops = 2 * self.burst_blocks + self.idle_ops
+        if p["rounds"] is None:
+            self.rounds = max(1, round(self.ops / round_ops))
+        else:
+            self.rounds = int(p["rounds"])
+            if self.rounds < 0:
+                raise ValueError(f"rounds={self.rounds} must be >= 0")
+        p["rounds"] = self.rounds
+        self.nslots = self.ws + self.burst_blocks
+
+    def _warmup_rows(self) -> Iterator[np.ndarray]:
+        occ = np.zeros(self.ws, dtype=bool)
+        yield from steady_rows(XorshiftStream(self.seed, 1), 2 * self.ws, self.ws, occ,
+                               self.steady_min, self.steady_max)
+
+    def _steady_after_warmup(self) -> np.ndarray:
+        occ = np.zeros(self.ws, dtype=bool)
+        toggle_parity((XorshiftStream(self.seed, 1).next(2 * self.ws) % np.uint32(self.ws))
+                      .astype(np.int64), occ)
+        return occ
+
+    def _sizes(self) -> tuple[int, int]:
+        occ = self._steady_after_warmup()
+        idle = XorshiftStream(self.seed, 3)
+        left = self.rounds * self.idle_ops
+        while left > 0:
+            n = min(left, BLOCK_ROWS)
+            toggle_parity((idle.next(n) % np.uint32(self.ws)).astype(np.int64), occ)
+            left -= n
+        return self.rounds * (2 * self.burst_blocks + self.idle_ops), int(occ.sum())
+
+    def _generate(self) -> Iterator[tuple[np.ndarray, bool]]:
+        occ = self._steady_after_warmup()
+        rng = XorshiftStream(self.seed, 2)  # burst sizes and free order
+        idle = XorshiftStream(self.seed, 3)  # idle toggles
+        nb = self.burst_blocks
+        burst_slots = np.arange(self.ws, self.ws + nb, dtype=np.int64)
+        order = self.params["free_order"]
+        for _ in range(self.rounds):
+            sizes = rng.integers(nb, self.burst_min, self.burst_max)
+            for i in range(0, nb, BLOCK_ROWS):
+                yield malloc_rows(burst_slots[i:i + BLOCK_ROWS], sizes[i:i + BLOCK_ROWS]), False
+            if order == "fifo":
+                fslots = burst_slots
+            elif order == "lifo":
+                fslots = burst_slots[::-1]
+            else:
+                fslots = burst_slots[rng.permutation(nb)]
+            for i in range(0, nb, BLOCK_ROWS):
+                yield free_rows(fslots[i:i + BLOCK_ROWS]), False
+            for rows in steady_rows(idle, self.idle_ops, self.ws, occ, self.steady_min,
+                                    self.steady_max):
+                yield rows, False
+        yield drain_rows(occ), True

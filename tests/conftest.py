@@ -1,0 +1,77 @@
+"""Shared fixtures of simalloc's test suite.
+
+* ``kernel``: parametrized over every importable hot-path kernel (``simalloc.available_kernels()``:
+  ``["cython", "python"]`` once the Cython kernel is built, else ``["python"]``), so every test
+  that builds a heap runs against each kernel.
+* ``make_heap(**overrides)``: a heap factory.  Heaps are built from ``Config.defaults(...)``
+  (which ignores the environment, so stray ``HAKMEM_*`` / ``SIMALLOC_*`` variables cannot change
+  a test) with the parametrized kernel, and every heap is closed at teardown.
+* ``clean_env``: removes every ``HAKMEM_*`` / ``SIMALLOC_*`` variable for tests that exercise
+  the real environment path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    import simalloc
+except ImportError:  # running from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import simalloc
+
+from simalloc import Config, Heap, ReleasePolicy
+
+KERNELS = simalloc.available_kernels()
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request: pytest.FixtureRequest) -> str:
+    """Name of the hot-path kernel under test."""
+    return request.param
+
+
+HeapFactory = Callable[..., Heap]
+
+
+@pytest.fixture
+def make_heap(kernel: str) -> Iterator[HeapFactory]:
+    """``make_heap(config=None, *, policy=None, **overrides)`` -> a new heap on ``kernel``.
+
+    ``overrides`` are option names (or environment names) applied to ``Config.defaults``; a
+    ``config`` may be given instead of the defaults; ``policy`` may be a ``ReleasePolicy``
+    instance (passed to ``Heap(policy=...)``) or an option string."""
+    heaps: list[Heap] = []
+
+    def factory(config: Config | None = None, *, policy: Any = None, **overrides: Any) -> Heap:
+        instance = None
+        if isinstance(policy, ReleasePolicy):
+            instance = policy
+        elif policy is not None:
+            overrides["policy"] = policy
+        if config is None:
+            cfg = Config.defaults(kernel=kernel, **overrides)
+        else:
+            cfg = config.replace(kernel=kernel, **overrides)
+        heap = Heap(cfg, policy=instance)
+        heaps.append(heap)
+        return heap
+
+    yield factory
+    for heap in heaps:
+        heap.close()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Remove every HAKMEM_* / SIMALLOC_* variable (restored after the test)."""
+    for name in list(os.environ):
+        if name.startswith(("HAKMEM_", "SIMALLOC_")):
+            monkeypatch.delenv(name)
+    return monkeypatch
