@@ -12,6 +12,7 @@ on the same streams and compares every decision).
 """
 
 cimport cython
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 import numpy as np
@@ -295,16 +296,29 @@ cdef class Kernel:
 
     cdef int _drain(self, int cls, int count) except -1:
         cdef int n = self._fcn[cls]
-        cdef int stop = n - count
+        cdef int i
         cdef int64_t h
-        if stop < 0:
-            stop = 0
+        cdef int64_t old[4096]
+        cdef int64_t* buf = old
+        if count > n:
+            count = n
+        if count > 4096:
+            buf = <int64_t*>PyMem_Malloc(count * sizeof(int64_t))
+            if buf == NULL:
+                raise MemoryError()
         self._ctr[C_DRAINS] += 1
-        while n > stop:
-            n -= 1
-            h = self._fc[cls, n]
-            self._fcn[cls] = n
-            self._return_block(cls, <int>(h >> 32), <uint32_t>h)
+        try:
+            for i in range(count):
+                buf[i] = self._fc[cls, i]
+            for i in range(n - count):
+                self._fc[cls, i] = self._fc[cls, i + count]
+            self._fcn[cls] = n - count
+            for i in range(count):
+                h = buf[i]
+                self._return_block(cls, <int>(h >> 32), <uint32_t>h)
+        finally:
+            if buf != old:
+                PyMem_Free(buf)
         return 0
 
     def drain(self, int cls, int count):
@@ -314,7 +328,7 @@ cdef class Kernel:
         cdef uint32_t* w32 = self._w32(idx)
         cdef int slab = <int>(off >> SLAB_LG)
         cdef int m = META0 + slab * META_WORDS
-        cdef uint32_t used
+        cdef uint32_t used, cap, thr
         w32[(off + 4) >> 2] = w32[m + M_FREELIST]
         w32[m + M_FREELIST] = off
         used = w32[m + M_USED] - 1
@@ -323,8 +337,13 @@ cdef class Kernel:
         if used == 0:
             w32[H_ACTIVE_SLABS] -= 1
             self.slow.slab_empty(idx, slab)
-        elif used == w32[m + M_CAPACITY] - 1 and (self._cs[cls] != idx or self._cl[cls] != slab):
-            self.slow.slab_partial(idx, slab)
+        else:
+            cap = w32[m + M_CAPACITY]
+            thr = cap >> 2
+            if thr == 0:
+                thr = 1
+            if used == cap - thr and (self._cs[cls] != idx or self._cl[cls] != slab):
+                self.slow.slab_partial(idx, slab)
         return 0
 
     def return_block(self, int cls, int idx, uint32_t off):

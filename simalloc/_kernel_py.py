@@ -285,19 +285,22 @@ class Kernel:
         self.slow.tick()
 
     def drain(self, cls: int, count: int) -> None:
-        """Return the ``count`` most recent front-cache blocks of ``cls`` to their slabs."""
+        """Return the ``count`` oldest front-cache blocks of ``cls`` (the bottom of the stack)
+        to their slabs and slide the rest down.  Draining the cold end means no block can sit
+        in the cache forever, pinning its superslab against release."""
         fc = self._fc[cls]
         n = self._fcn[cls]
-        stop = max(0, n - count)
+        count = min(count, n)
         self._ctr[C_DRAINS] += 1
-        while n > stop:
-            n -= 1
-            h = fc[n]
-            self._fcn[cls] = n
+        old = fc[0:count].tolist()
+        fc[0:n - count] = fc[count:n]
+        self._fcn[cls] = n - count
+        for h in old:
             self.return_block(cls, h >> 32, h & _MASK32)
 
     def return_block(self, cls: int, idx: int, off: int) -> None:
-        """Push a free block onto its slab's free list; report slab-partial / slab-empty."""
+        """Push a free block onto its slab's free list; report slab-partial (a quarter free) and
+        slab-empty (``used == 0``) to the slow path."""
         v32 = self._v32[idx]
         slab = off >> SLAB_LG
         m = _META0 + slab * SLAB_META_WORDS
@@ -309,8 +312,12 @@ class Kernel:
         if used == 0:
             v32[H_ACTIVE_SLABS] -= 1
             self.slow.slab_empty(idx, slab)
-        elif used == v32[m + M_CAPACITY] - 1 and (self._cs[cls] != idx or self._cl[cls] != slab):
-            self.slow.slab_partial(idx, slab)
+        else:
+            cap = v32[m + M_CAPACITY]
+            # a full, unbound slab becomes "partial" once a quarter of it is free again, so a
+            # refill from it is worth the slow-path call (one event per slab per cycle)
+            if used == cap - ((cap >> 2) or 1) and (self._cs[cls] != idx or self._cl[cls] != slab):
+                self.slow.slab_partial(idx, slab)
 
     def flush(self) -> None:
         """Drain every front cache completely (used by ``Heap.trim()`` and ``close()``)."""

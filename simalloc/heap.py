@@ -306,21 +306,29 @@ class Heap:
             from ._kernel_py import TraceError
 
             raise TraceError(f"ops must have shape (n, 3), got {ops.shape}")
-        if slots.dtype != np.uint64 or not slots.flags.c_contiguous:
-            raise TypeError("slots must be a C-contiguous uint64 array")
-        self.kernel.apply(ops, slots)
+        self.kernel.apply(ops, self._check_slots(slots))
+
+    @staticmethod
+    def _check_slots(slots: np.ndarray) -> np.ndarray:
+        if (not isinstance(slots, np.ndarray) or slots.dtype != np.uint64 or slots.ndim != 1
+                or not slots.flags.c_contiguous or not slots.flags.writeable):
+            from ._kernel_py import TraceError
+
+            raise TraceError("slots must be a writable, C-contiguous, 1-D numpy uint64 array")
+        return slots
 
     def run_mixed(self, cycles: int, ws: int, seed: int, slots: np.ndarray) -> int:
         """Run ``cycles`` iterations of bench_random_mixed's loop in the kernel (see
         :func:`simalloc.workloads.mixed.run_mixed_on` for the full benchmark)."""
         if self._closed:
             raise HeapClosedError("heap is closed")
-        return int(self.kernel.run_mixed(int(cycles), int(ws), int(seed) & 0xFFFFFFFF, slots))
+        return int(self.kernel.run_mixed(int(cycles), int(ws), int(seed) & 0xFFFFFFFF,
+                                         self._check_slots(slots)))
 
     def drain_slots(self, slots: np.ndarray) -> int:
         if self._closed:
             raise HeapClosedError("heap is closed")
-        return int(self.kernel.drain_slots(slots))
+        return int(self.kernel.drain_slots(self._check_slots(slots)))
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -578,10 +586,11 @@ class Heap:
                     assert not in_empty, f"slab {key} ACTIVE but on an empty list"
                     if key in bound:
                         assert bound[key] == cls and not in_partial
-                    elif used < cap:
+                    elif used <= cap - ((cap >> 2) or 1):
                         assert key in self._partial[cls], f"slab {key} partial ({used}/{cap}) but not listed"
-                    else:
-                        assert not in_partial
+                    else:  # full, or less than a quarter free: waits for more frees
+                        assert not in_partial, f"slab {key} listed partial at {used}/{cap}"
+
             assert has_unused == (idx in self._has_unused), f"superslab {idx} has_unused mismatch"
         assert n_active == self._n_active, f"active count {self._n_active} != {n_active}"
         assert live == int(kern.counters[1]), f"live headers {live} != kernel live count {int(kern.counters[1])}"

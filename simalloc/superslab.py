@@ -8,13 +8,14 @@ Slab state machine (``M_STATE`` in the slab's meta record; the list holding it i
       claim (stage 4/5)            used -> 0 (not current)          claim (stage 1/3)
   UNUSED --------------> ACTIVE ----------------------> EMPTY -----------------------> ACTIVE
   [has_unused]          [current | partial | full]     [empty[cls]]      |
-                                ^  used: cap -> cap-1: partial[cls]      | policy decommit_slab
+                                ^  used -> 3/4 cap: partial[cls]        | policy decommit_slab
                                 |                                        v
                                 +----------- claim (reformat) ------ DECOMMITTED [empty[cls]]
 
 * UNUSED: never claimed since the superslab was (re)activated; its pages were never touched.
 * ACTIVE: tagged with a class; ``used`` blocks are out (user or front cache).  It is the
-  class's current slab, or full (``used == capacity``), or partial (in ``partial[cls]``).
+  class's current slab; or, once exhausted and unbound, full until a quarter of it is free
+  again, when it joins ``partial[cls]`` (one slow-path event per slab per cycle).
 * EMPTY: ``used == 0``, not current; free list intact, reusable at once for its class.
 * DECOMMITTED: EMPTY whose pages a policy gave back; the free list is gone (pages may read
   zero), so claiming it reformats it.

@@ -3,30 +3,39 @@
 Whole superslabs empty and refill: a steady working set of long-lived blocks plus repeated
 bursts.  Each round:
 
-1. **burst**: allocate ``burst_blocks`` blocks of ``burst_min..burst_max`` bytes (default
-   256..2047: mostly C7 / 2 KiB strides) -- about ``burst_mb`` MiB requested, which spans many
-   2 MiB superslabs (the default 48 MiB fills ~40);
+1. **burst**: allocate ``burst_blocks`` blocks of ``burst_min..burst_max`` bytes -- about
+   ``burst_mb`` MiB requested, converted to a block count with the mean size.  The default 48 MiB
+   of 511..2047-byte blocks (all class C7, 2 KiB strides) is ~39k blocks on ~38 superslabs;
 2. **release**: free the whole burst (``free_order``: ``fifo`` = allocation order, ``lifo``, or
    ``random``), so the burst's superslabs become fully empty and meet the release policy;
-3. **idle**: ``idle_ratio`` x (burst ops) Mixed-style toggle operations on the steady set
-   (slot ``r % ws``: free if occupied, else malloc ``16 + (r & 0x3FF)`` bytes), the long
-   quiet phase where only what the policy kept stays resident.
+3. **idle**: ``idle_ratio`` x (burst ops) toggle operations on the steady set (slot
+   ``r % ws``: free it if occupied, else malloc ``steady_min..steady_max`` bytes), the long
+   quiet phase in which only what the policy kept stays resident.
 
 Under FAST every burst superslab goes to the LRU cache committed (512 MiB limit), so the
-resident set stays at the burst's peak all run; under LEAN only ``TARGET_MB`` of committed
-superslabs are kept and the rest are decommitted, so resident drops after every burst.  The
-idle phase dominates the op count (default 80%), so the mean resident over time is dominated by
-the post-burst state.
+resident set stays at the burst's peak (~77 MiB) all run; under LEAN only ``TARGET_MB`` of
+committed superslabs are kept and the rest are decommitted, so resident drops after every
+burst.  The idle phase is ~86% of the ops (``idle_ratio`` 6), so a mean over evenly spaced
+samples is dominated by the post-burst state.
+
+The steady set's sizes (16..255: C2..C5) and the burst's (C7) are in disjoint classes on
+purpose: a class's front cache parks freed blocks (and its bottom entries are never drained
+while the cache oscillates), which keeps their superslabs from ever becoming empty; steady-set
+blocks of the burst's classes would scatter into burst superslabs and pin more of them each
+round (measured with a 16..1039-byte steady set and 256..2047-byte bursts: the superslabs
+still active after a burst grew from 3 to 14 over 11 rounds).
+Set ``steady_max=1039`` to study exactly that.
 
 Parameters:
 
 * ``ops``: target timed operations; sets the number of rounds (``rounds = max(1,
-  round(ops / round_ops))``) unless ``rounds`` is given.  ``total_ops`` is exact.
+  round(ops / round_ops))``, ~551k ops per round at the defaults, so small ``ops`` still run
+  one whole round) unless ``rounds`` is given.  ``total_ops`` is exact.
 * ``ws``: steady-set slots (default 400; ~50% occupied after the untimed warm-up).
 * ``seed``: seeds every draw (sizes, slots, free order).
-* ``burst_mb`` (48), ``burst_min`` (256), ``burst_max`` (2047): burst volume (MiB requested,
-  converted to a block count with the mean size) and size range.
-* ``idle_ratio`` (4.0): idle ops per burst op (a burst is ``2 * burst_blocks`` ops).
+* ``burst_mb`` (48), ``burst_min`` (511), ``burst_max`` (2047): burst volume and size range.
+* ``steady_min`` (16), ``steady_max`` (255): steady-set size range.
+* ``idle_ratio`` (6.0): idle ops per burst op (a burst is ``2 * burst_blocks`` ops).
 * ``free_order`` ("fifo"): order the burst is freed in.
 * ``rounds`` (None): fixed number of rounds instead of deriving it from ``ops``.
 
@@ -86,8 +95,8 @@ class ChurnWorkload(Workload):
     """Bursts that fill and empty whole superslabs over a steady working set."""
 
     name = "churn"
-    STRESSES = ("superslab release/reuse: bursts fill ~burst_mb of superslabs and free them, "
-                "then a long idle phase on a small steady set")
+    STRESSES = ("superslab release/reuse: bursts fill ~burst_mb MiB of superslabs and free "
+                "them, then a long idle phase on a small steady set")
     DEFAULT_WS = 400
     DEFAULTS = MappingProxyType({"burst_mb": 48.0, "burst_min": 511, "burst_max": 2047,
                                  "steady_min": 16, "steady_max": 255, "idle_ratio": 6.0,
