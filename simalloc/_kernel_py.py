@@ -66,7 +66,12 @@ C_SLOW = 4  # calls into the slow path (refill_slow)
 C_NEXT_TICK = 5  # operation count at which the next policy tick is due
 N_COUNTERS = 8
 
-_META0 = SS_META_OFFSET // 4  # word index of slab 0's meta record
+_META0 = SS_META_OFFSET // 4
+
+
+def _mv(arr: Any) -> memoryview:
+    """A flat byte view of a numpy array's buffer (the caller casts it to its item type)."""
+    return memoryview(arr).cast("B")  # word index of slab 0's meta record
 _MASK32 = 0xFFFFFFFF
 
 
@@ -110,14 +115,14 @@ class Kernel:
         self.lut = np.ascontiguousarray(lut, dtype=np.int8)
         self.strides = np.asarray(strides, dtype=np.int32)
         # --- Python-side fast views of the same storage (memoryview item access is cheap)
-        self._base = memoryview(self.ss_base).cast("B").cast("Q")
-        self._rk = memoryview(self.reg_key).cast("B").cast("Q")
-        self._rv = memoryview(self.reg_val).cast("B").cast("i")
-        self._fc = [memoryview(self.fc[c]).cast("B").cast("q") for c in range(NUM_CLASSES)]
-        self._fcn = memoryview(self.fc_count).cast("B").cast("i")
-        self._cs = memoryview(self.cur_ss).cast("B").cast("i")
-        self._cl = memoryview(self.cur_slab).cast("B").cast("i")
-        self._ctr = memoryview(self.counters).cast("B").cast("q")
+        self._base = _mv(self.ss_base).cast("Q")
+        self._rk = _mv(self.reg_key).cast("Q")
+        self._rv = _mv(self.reg_val).cast("i")
+        self._fc = [_mv(self.fc[c]).cast("q") for c in range(NUM_CLASSES)]
+        self._fcn = _mv(self.fc_count).cast("i")
+        self._cs = _mv(self.cur_ss).cast("i")
+        self._cl = _mv(self.cur_slab).cast("i")
+        self._ctr = _mv(self.counters).cast("q")
         self._lut = self.lut.tolist()
         self._v8: list[Any] = [None] * max_superslabs
         self._v32: list[Any] = [None] * max_superslabs
@@ -339,7 +344,7 @@ class Kernel:
         """Replay an operation stream: ``ops`` is int64 ``(n, 3)`` rows ``(kind, slot, size)``;
         ``slots`` (uint64) holds the live address of each slot (0 = empty) and is updated in
         place.  A malloc writes the block's first byte (as bench_random_mixed does)."""
-        sl = memoryview(slots).cast("B").cast("Q")
+        sl = _mv(slots).cast("Q")
         nslots = len(sl)
         rows = ops.tolist()
         for kind, slot, size in rows:
@@ -364,7 +369,7 @@ class Kernel:
         """bench_random_mixed's loop, exactly: xorshift32 (13/17/5); slot ``r % ws``; free it if
         occupied, else malloc ``16 + (r & 0x3FF)`` and write the first byte.  Returns the
         final xorshift state."""
-        sl = memoryview(slots).cast("B").cast("Q")
+        sl = _mv(slots).cast("Q")
         if ws <= 0 or ws > len(sl):
             raise TraceError(f"ws={ws} must be in 1..{len(sl)}")
         s = seed & _MASK32
@@ -389,7 +394,7 @@ class Kernel:
 
     def drain_slots(self, slots: np.ndarray) -> int:
         """Free every non-empty slot in index order (the benchmark's final drain)."""
-        sl = memoryview(slots).cast("B").cast("Q")
+        sl = _mv(slots).cast("Q")
         freed = 0
         for i in range(len(sl)):
             p = sl[i]

@@ -426,7 +426,9 @@ class Heap:
         ``resident_active_bytes`` / ``resident_cached_bytes``: split by superslab state."""
         if self._closed:
             raise HeapClosedError("heap is closed")
-        act, cached, large = [], [], []
+        act: list[tuple[int, int]] = []
+        cached: list[tuple[int, int]] = []
+        large: list[tuple[int, int]] = []
         for ss in self._ss:
             if ss is not None:
                 m = ss.mapping

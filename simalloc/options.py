@@ -226,10 +226,10 @@ class Config:
                 if name in env and env[name] != "":
                     values[opt.name] = _parse(opt, env[name], name)
         for key, raw in overrides.items():
-            opt = _BY_NAME.get(key) or _BY_ENV.get(key)
-            if opt is None:
+            found = _BY_NAME.get(key) or _BY_ENV.get(key)
+            if found is None:
                 raise ConfigError(f"unknown option {key!r} (see `simalloc options`)")
-            values[opt.name] = _parse(opt, raw, key)
+            values[found.name] = _parse(found, raw, key)
         cfg = cls(**values)
         cfg.validate()
         return cfg
