@@ -39,6 +39,9 @@ def load_kernel(name: str = "auto") -> ModuleType:
     if name == "cython":
         raise ConfigError("SIMALLOC_KERNEL=cython but the Cython kernel (simalloc._kernel) is not "
                           "built; reinstall with a C compiler (pip install .)")
+    warnings.warn("simalloc: the Cython kernel is not built (no C compiler at install time?); "
+                  "using the pure-Python kernel, which is about 50-100x slower. Set "
+                  "SIMALLOC_KERNEL=python to silence this.", RuntimeWarning, stacklevel=3)
     from . import _kernel_py
 
     return _kernel_py
@@ -58,8 +61,3 @@ def available_kernels() -> list[str]:
         out.insert(0, "cython")
     return out
 
-
-def warn_if_fallback() -> None:
-    if _import_cython() is None:
-        warnings.warn("simalloc: Cython kernel not built; using the pure-Python kernel",
-                      RuntimeWarning, stacklevel=2)
