@@ -275,13 +275,14 @@ cdef class Kernel:
                 or rel >= <int64_t>w32[m + M_CARVED] * stride or w8[off] != (ALLOC_TAG | cls)):
             self.slow.free_error(addr)
             return 0
-        w8[off] = FREE_TAG | cls
-        self._ctr[C_LIVE] -= 1
         self._ctr[C_OPS] += 1
         n = self._fcn[cls]
         if n >= self.front_cap:
+            # drain first, while this block is still live (callbacks may check() the heap)
             self._drain(cls, self.drain_batch)
             n = self._fcn[cls]
+        w8[off] = FREE_TAG | cls
+        self._ctr[C_LIVE] -= 1
         if self.front_cap:
             self._fc[cls, n] = (<int64_t>idx << 32) | off
             self._fcn[cls] = n + 1
@@ -312,9 +313,13 @@ cdef class Kernel:
                 buf[i] = self._fc[cls, i]
             for i in range(n - count):
                 self._fc[cls, i] = self._fc[cls, i + count]
-            self._fcn[cls] = n - count
+            # drained blocks go on top (oldest last) and leave one at a time, so the cache
+            # holds every block not yet returned when a slow-path callback looks at it
+            for i in range(count):
+                self._fc[cls, n - 1 - i] = buf[i]
             for i in range(count):
                 h = buf[i]
+                self._fcn[cls] = n - 1 - i
                 self._return_block(cls, <int>(h >> 32), <uint32_t>h)
         finally:
             if buf != old:

@@ -267,14 +267,16 @@ class Kernel:
                 or rel >= v32[m + M_CARVED] * stride or v8[off] != ALLOC_TAG | cls):
             self.slow.free_error(addr)
             return
-        v8[off] = FREE_TAG | cls
         ctr = self._ctr
-        ctr[C_LIVE] -= 1
         ctr[C_OPS] += 1
         n = self._fcn[cls]
         if n >= self.front_cap:
+            # drain first, while this block is still live: slow-path callbacks during the
+            # drain (debug check(), policies) must not see it half freed
             self.drain(cls, self.drain_batch)
             n = self._fcn[cls]
+        v8[off] = FREE_TAG | cls
+        ctr[C_LIVE] -= 1
         if self.front_cap:
             self._fc[cls][n] = (idx << 32) | off
             self._fcn[cls] = n + 1
@@ -299,8 +301,12 @@ class Kernel:
         self._ctr[C_DRAINS] += 1
         old = fc[0:count].tolist()
         fc[0:n - count] = fc[count:n]
-        self._fcn[cls] = n - count
-        for h in old:
+        # the drained blocks go on top (oldest last) and leave one at a time, so the cache
+        # holds every block not yet returned when a slow-path callback looks at it
+        for i, h in enumerate(old):
+            fc[n - 1 - i] = h
+        for i, h in enumerate(old):
+            self._fcn[cls] = n - 1 - i
             self.return_block(cls, h >> 32, h & _MASK32)
 
     def return_block(self, cls: int, idx: int, off: int) -> None:

@@ -521,3 +521,20 @@ def test_heap_overrides_and_repr(make_heap, kernel):
     assert clock.ops == 0 and clock.seconds >= 0
     heap.free(heap.malloc(1))
     assert heap.clock().ops == 2
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_debug_levels_check_as_they_go(make_heap, kernel, level):
+    """debug >= 2 runs check() inside slow-path callbacks, i.e. in the middle of a kernel
+    drain: the kernel must keep blocks it has not yet returned visible in the front cache and
+    tag a freed block only after the drain (both kernels)."""
+    heap = make_heap(debug=level, front_cache_cap=4, front_drain_batch=2, front_refill_batch=4)
+    ptrs = [heap.malloc(s) for s in (1, 20, 200, 2000) * 40]
+    for p in ptrs[::2]:
+        heap.free(p)
+    heap.trim()
+    for p in ptrs[1::2]:
+        heap.free(p)
+    heap.trim()
+    assert heap.stats()["live_blocks"] == 0
+    heap.check()

@@ -425,3 +425,39 @@ def test_errors_leave_counters_consistent(make_heap):
     assert read(heap, p, 0) == b""
     heap.free(p)
     still_works(heap)
+
+
+def test_superslab_table_exhausted(make_heap):
+    heap = make_heap(max_superslabs=4, tiny_prewarm=False)
+    ptrs = []
+    with pytest.raises(simalloc.HeapExhaustedError, match="MAX_SUPERSLABS"):
+        for _ in range(10_000):
+            ptrs.append(heap.malloc(2000))
+    assert len(ptrs) > 3000 and heap.stats()["superslabs_active"] == 4
+    with pytest.raises(MemoryError):  # HeapExhaustedError is a MemoryError too
+        heap.malloc(2000)
+    heap.check()
+    big = heap.malloc(100_000)  # the large path does not need a superslab slot
+    heap.free(big)
+    for p in ptrs[:200]:
+        heap.free(p)
+    heap.trim()
+    assert heap.malloc(10)  # an emptied slab is reformatted for another class
+    for p in ptrs[200:]:
+        heap.free(p)
+    still_works(heap)
+
+
+def test_view_outlives_close(make_heap):
+    heap = make_heap()
+    p = heap.malloc(100)
+    big = heap.malloc(10000)
+    v, w = heap.view(p), heap.view(big)
+    v[:2] = b"ok"
+    w[:2] = b"OK"
+    heap.close()  # the unmaps are deferred to the views' death; no crash reading them
+    assert bytes(v[:2]) in (b"ok", b"\0\0") and bytes(w[:2]) in (b"OK", b"\0\0")
+    v.release()
+    w.release()
+    with pytest.raises(HeapClosedError):
+        heap.view(p)

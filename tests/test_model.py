@@ -36,7 +36,9 @@ CONFIGS = {
     "lean-free": dict(SMALL, mem_lean=True, mem_lean_decommit="FREE", mem_lean_target_mb=0),
     "lean-dontneed-1mib": dict(SMALL, mem_lean=True, mem_lean_decommit="DONTNEED",
                                mem_lean_target_mb=2, ss_lg=20),
-    "slab-purge-free": dict(SMALL, tiny_prewarm=False, policy=DelayedSlabPurgePolicy(0, "FREE")),
+    # slab-granular MADV_FREE inside live superslabs (a fresh policy object per heap)
+    "slab-purge-free": dict(SMALL, tiny_prewarm=False,
+                            policy=lambda: DelayedSlabPurgePolicy(0, "FREE")),
 }
 
 # both sides of every class boundary, so each class and each step between classes is drawn
@@ -236,9 +238,7 @@ def _run(make_heap, name: str, examples: int) -> None:
     policy = overrides.pop("policy", None)
 
     def factory():
-        # a fresh policy object per heap (policies may keep state)
-        pol = None if policy is None else type(policy)(policy.delay_ops, policy.advice)
-        return make_heap(policy=pol, **overrides)
+        return make_heap(policy=None if policy is None else policy(), **overrides)
 
     machine = type(f"HeapModel_{name}", (HeapModel,), {"factory": staticmethod(factory)})
     run_state_machine_as_test(machine, settings=settings(
@@ -248,7 +248,7 @@ def _run(make_heap, name: str, examples: int) -> None:
 
 @pytest.mark.parametrize("name", ["fast", "lean-free", "lean-dontneed-1mib"])
 def test_model(make_heap, name):
-    _run(make_heap, name, 25)
+    _run(make_heap, name, 30)
 
 
 def test_model_slab_purge(make_heap):

@@ -271,3 +271,10 @@ def test_kernel_selection():
     if "cython" not in simalloc.available_kernels():
         with pytest.raises(ConfigError, match="SIMALLOC_KERNEL"):
             simalloc.Heap(Config.defaults(kernel="cython"))
+
+
+def test_heap_policy_argument_type(kernel):
+    with pytest.raises(TypeError, match="ReleasePolicy"):
+        simalloc.Heap(Config.defaults(kernel=kernel), policy=object())
+    with pytest.raises(TypeError):
+        simalloc.Heap(Config.defaults(kernel=kernel), policy=FastPolicy)  # the class, not one
