@@ -498,8 +498,10 @@ class Heap:
             raise HeapClosedError("heap is closed")
         empty_in_live = 0
         n_empty = 0
+        n_active = 0
         for ss in self._ss:
             if ss is not None and ss.state == K.SS_ACTIVE:
+                n_active += ss.h(K.H_ACTIVE_SLABS)
                 for s in range(self.nslabs):
                     if ss.slab_state(s) in (K.SLAB_EMPTY, K.SLAB_DECOMMITTED):
                         n_empty += 1
@@ -511,6 +513,8 @@ class Heap:
             "empty_slabs_in_live_superslabs": n_empty,
             "empty_slab_bytes_in_live_superslabs": empty_in_live,
             "superslabs_active": self._n_active,
+            "active_slabs": n_active,
+            "live_blocks": int(self.kernel.counters[1]) + len(self._large),
         }
 
     def explain_lean(self) -> str:
@@ -520,10 +524,18 @@ class Heap:
         if c["lean_retire"]:
             return (f"lean_retire={c['lean_retire']}: {e['superslabs_ever_empty']} superslab(s) became fully "
                     f"empty; those over the {self.config.mem_lean_target_mb} MiB budget were retired.")
-        return (f"lean_retire=0 because {e['superslabs_ever_empty']} superslab(s) ever became fully empty "
-                f"(the release guard needs every slab empty), while {e['empty_slabs_in_live_superslabs']} "
-                f"empty slab(s) ({e['empty_slab_bytes_in_live_superslabs'] >> 10} KiB) sit inside "
-                f"{e['superslabs_active']} live superslab(s), out of the superslab policy's reach.")
+        if e["superslabs_ever_empty"] and self.policy.name == "lean":
+            why = (f"{e['superslabs_ever_empty']} superslab(s) became fully empty but stayed within the "
+                   f"{self.config.mem_lean_target_mb} MiB budget (or DECOMMIT=OFF)")
+        else:
+            why = f"{e['superslabs_ever_empty']} superslab(s) ever became fully empty"
+        return (f"lean_retire=0 because {why}: the release guard needs every slab of a superslab "
+                f"empty, and {e['live_blocks']} live block(s) in {e['active_slabs']} slab(s) keep "
+                f"{e['superslabs_active']} superslab(s) alive. Slabs emptied "
+                f"{e['slab_empty_events']} time(s) inside live superslabs; "
+                f"{e['empty_slabs_in_live_superslabs']} empty slab(s) "
+                f"({e['empty_slab_bytes_in_live_superslabs'] >> 10} KiB) sit there now, out of a "
+                f"superslab policy's reach (a slab-granular policy such as slab-purge can take them).")
 
     # ------------------------------------------------------------------ check()
     def check(self) -> None:

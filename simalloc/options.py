@@ -225,24 +225,21 @@ class Config:
             for name in reversed(opt.env_names):
                 if name in env and env[name] != "":
                     values[opt.name] = _parse(opt, env[name], name)
+        return cls._build(values, overrides)
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with ``overrides`` (option or environment names) applied and validated."""
+        return self._build(dataclasses.asdict(self), overrides)
+
+    @classmethod
+    def _build(cls, values: dict[str, Any], overrides: Mapping[str, Any]) -> Config:
+        """``values`` updated by ``overrides`` (keyed by option or environment name), checked."""
         for key, raw in overrides.items():
             found = _BY_NAME.get(key) or _BY_ENV.get(key)
             if found is None:
                 raise ConfigError(f"unknown option {key!r} (see `simalloc options`)")
             values[found.name] = _parse(found, raw, key)
         cfg = cls(**values)
-        cfg.validate()
-        return cfg
-
-    def replace(self, **overrides: Any) -> Config:
-        """A copy with ``overrides`` (option or environment names) applied and validated."""
-        values = dataclasses.asdict(self)
-        for key, raw in overrides.items():
-            opt = _BY_NAME.get(key) or _BY_ENV.get(key)
-            if opt is None:
-                raise ConfigError(f"unknown option {key!r} (see `simalloc options`)")
-            values[opt.name] = _parse(opt, raw, key)
-        cfg = Config(**values)
         cfg.validate()
         return cfg
 
