@@ -515,6 +515,7 @@ class Heap:
             "superslabs_active": self._n_active,
             "active_slabs": n_active,
             "live_blocks": int(self.kernel.counters[1]) + len(self._large),
+            "front_cache_blocks": int(self.kernel.fc_count.sum()),
         }
 
     def explain_lean(self) -> str:
@@ -530,7 +531,8 @@ class Heap:
         else:
             why = f"{e['superslabs_ever_empty']} superslab(s) ever became fully empty"
         return (f"lean_retire=0 because {why}: the release guard needs every slab of a superslab "
-                f"empty, and {e['live_blocks']} live block(s) in {e['active_slabs']} slab(s) keep "
+                f"empty, and {e['live_blocks']} live block(s) plus {e['front_cache_blocks']} "
+                f"front-cache block(s) in {e['active_slabs']} slab(s) keep "
                 f"{e['superslabs_active']} superslab(s) alive. Slabs emptied "
                 f"{e['slab_empty_events']} time(s) inside live superslabs; "
                 f"{e['empty_slabs_in_live_superslabs']} empty slab(s) "
