@@ -17,7 +17,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 import numpy as np
 
-from simalloc._kernel_py import TraceError
+from simalloc.errors import TraceError
 
 KERNEL_NAME = "cython"
 
@@ -190,11 +190,8 @@ cdef class Kernel:
             return self._alloc_fast(self._lut[size])
         return <uint64_t>self.slow.malloc_large(size)
 
-    def malloc(self, size):
-        size = int(size)
-        if 0 <= size <= self.tiny_max:
-            return self._alloc_fast(self._lut[size])
-        return self.slow.malloc_large(size)
+    def malloc(self, int64_t size):
+        return self._malloc(size)
 
     cdef int _refill(self, int cls) except -1:
         cdef int got = 0

@@ -45,7 +45,6 @@ Quick start::
 
 from __future__ import annotations
 
-from ._kernel_py import TraceError
 from .errors import (
     AllocatorError,
     ConfigError,
@@ -56,6 +55,7 @@ from .errors import (
     InvalidPointerError,
     InvalidSizeError,
     OSLayerError,
+    TraceError,
 )
 from .heap import Clock, Heap, PolicyContext
 from .kernel import available_kernels, kernel_name

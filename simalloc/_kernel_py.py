@@ -50,10 +50,10 @@ from .constants import (
     SS_MAGIC,
     SS_META_OFFSET,
 )
-from .errors import AllocatorError
+from .errors import TraceError
 
 __all__ = ["KERNEL_NAME", "C_OPS", "C_LIVE", "C_REFILLS", "C_DRAINS", "C_SLOW", "C_NEXT_TICK", "Kernel",
-           "TraceError"]
+           "TraceError"]  # TraceError is re-exported from simalloc.errors
 
 KERNEL_NAME = "python"
 
@@ -66,18 +66,13 @@ C_SLOW = 4  # calls into the slow path (refill_slow)
 C_NEXT_TICK = 5  # operation count at which the next policy tick is due
 N_COUNTERS = 8
 
-_META0 = SS_META_OFFSET // 4
+_META0 = SS_META_OFFSET // 4  # word index of slab 0's meta record
+_MASK32 = 0xFFFFFFFF
 
 
 def _mv(arr: Any) -> memoryview:
     """A flat byte view of a numpy array's buffer (the caller casts it to its item type)."""
-    return memoryview(arr).cast("B")  # word index of slab 0's meta record
-_MASK32 = 0xFFFFFFFF
-
-
-class TraceError(AllocatorError):
-    """A replayed operation stream is malformed (free of an empty slot, malloc into a full one,
-    unknown op kind, slot out of range)."""
+    return memoryview(arr).cast("B")
 
 
 class Kernel:

@@ -19,6 +19,7 @@ exception                  raised when
                            message names the variable
 ``OSLayerError``           the kernel refused mmap/madvise/munmap (e.g. ENOMEM)
 ``HeapExhaustedError``     the heap's superslab table is full (``max_superslabs``)
+``TraceError``             a replayed operation stream is malformed
 =========================  ===============================================================
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidPointerError",
     "InvalidSizeError",
     "OSLayerError",
+    "TraceError",
 ]
 
 
@@ -71,3 +73,8 @@ class OSLayerError(AllocatorError, OSError):
 
 class HeapExhaustedError(AllocatorError, MemoryError):
     """No free slot in the heap's superslab table (raise ``max_superslabs``)."""
+
+
+class TraceError(AllocatorError, ValueError):
+    """A replayed operation stream is malformed (free of an empty slot, malloc into a full one,
+    unknown op kind, slot out of range, a slots array of the wrong type)."""

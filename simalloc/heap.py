@@ -44,6 +44,7 @@ from .errors import (
     HeapExhaustedError,
     InvalidPointerError,
     InvalidSizeError,
+    TraceError,
 )
 from .kernel import load_kernel
 from .lru import SuperslabCache
@@ -134,6 +135,7 @@ class Heap:
             config = config.replace(**overrides)
         self.config = config
         self._closed = False
+        self._check_every_op = config.debug >= 3  # read once: malloc/free consult it per call
         self.os = OSLayer(nohugepage=config.nohugepage)
         self.lg = config.ss_lg
         self.ss_bytes = K.ss_size(self.lg)
@@ -174,7 +176,7 @@ class Heap:
         elif size < 0 or size > K.MAX_REQUEST:
             self._check_size(size)
         p: int = self.kernel.malloc(size)
-        if self.config.debug >= 3:
+        if self._check_every_op:
             self.check()
         return p
 
@@ -189,7 +191,7 @@ class Heap:
         if not 0 < ptr < 1 << 64:
             raise InvalidPointerError(f"{ptr:#x} is not an address (foreign pointer)")
         self.kernel.free_fast(ptr)
-        if self.config.debug >= 3:
+        if self._check_every_op:
             self.check()
 
     def calloc(self, n: int, size: int) -> int:
@@ -222,8 +224,8 @@ class Heap:
             if self.tiny_max < size <= old:
                 self._large[ptr] = (self._large[ptr][0], size)
                 return ptr
-        elif size <= old and self._size_class(size) == self._class_of(ptr):
-            return ptr
+        elif size <= old and self.kernel.lut[size] == self.kernel.lut[old]:
+            return ptr  # still the same class (``old`` is the class's usable size)
         new = self.malloc(size)
         src, dst = self.view(ptr), self.view(new)
         n = min(old, size)
@@ -303,8 +305,6 @@ class Heap:
             raise HeapClosedError("heap is closed")
         ops = np.ascontiguousarray(ops, dtype=np.int64)
         if ops.ndim != 2 or ops.shape[1] != 3:
-            from ._kernel_py import TraceError
-
             raise TraceError(f"ops must have shape (n, 3), got {ops.shape}")
         self.kernel.apply(ops, self._check_slots(slots))
 
@@ -312,8 +312,6 @@ class Heap:
     def _check_slots(slots: np.ndarray) -> np.ndarray:
         if (not isinstance(slots, np.ndarray) or slots.dtype != np.uint64 or slots.ndim != 1
                 or not slots.flags.c_contiguous or not slots.flags.writeable):
-            from ._kernel_py import TraceError
-
             raise TraceError("slots must be a writable, C-contiguous, 1-D numpy uint64 array")
         return slots
 
@@ -581,9 +579,8 @@ class Heap:
                 continue
             n_active += 1
             assert idx not in self.lru
-            lv, total = ss.check({s: n for (i, s), n in fc.items() if i == idx})
+            lv, _used = ss.check({s: n for (i, s), n in fc.items() if i == idx})
             live += lv
-            assert total > 0 or any(k[0] == idx for k in bound) or True  # empty+bound allowed transiently
             has_unused = False
             for s in range(self.nslabs):
                 st = ss.slab_state(s)
@@ -743,8 +740,6 @@ class Heap:
 
     def apply_other(self, kind: int, cur: int, size: int) -> int:
         """Replay operations the kernel leaves to Python (realloc)."""
-        from ._kernel_py import TraceError
-
         if kind == K.OP_REALLOC:
             if not cur:
                 raise TraceError("realloc of an empty slot")
@@ -769,12 +764,6 @@ class Heap:
         if size > K.MAX_REQUEST:
             raise InvalidSizeError(f"{what}={size} exceeds the request limit {K.MAX_REQUEST}")
         return size
-
-    def _size_class(self, size: int) -> int:
-        return int(self.kernel.lut[size])
-
-    def _class_of(self, ptr: int) -> int:
-        return self._locate_live(ptr)[3]
 
     def _locate_live(self, addr: int) -> tuple[Superslab, int, int, int]:
         """(superslab, slab, block offset, class) of the live block at ``addr``, or raise the

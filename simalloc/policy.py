@@ -205,13 +205,12 @@ def make_policy(config: Config) -> ReleasePolicy:
     """The policy a config names: ``auto`` (LEAN if ``mem_lean`` else FAST), ``fast``,
     ``lean``, ``slab-purge`` or ``module:Class`` (constructed with no arguments)."""
     name = config.policy.strip()
-    lean = LeanPolicy(config.mem_lean_decommit, config.mem_lean_target_mb, config.lean_retire)
     if name == "auto":
-        return lean if config.mem_lean else FastPolicy()
+        name = "lean" if config.mem_lean else "fast"
     if name == "fast":
         return FastPolicy()
     if name == "lean":
-        return lean
+        return LeanPolicy(config.mem_lean_decommit, config.mem_lean_target_mb, config.lean_retire)
     if name == "slab-purge":
         return DelayedSlabPurgePolicy()
     if ":" in name:

@@ -35,7 +35,9 @@ every slab's ``used`` is 0 (front-cache blocks count as used).
 from __future__ import annotations
 
 from .constants import (
+    ALLOC_TAG,
     CLASS_STRIDES,
+    FREE_TAG,
     H_ACTIVE_SLABS,
     H_GENERATION,
     H_INDEX,
@@ -189,14 +191,14 @@ class Superslab:
                 rel = off - data
                 assert 0 <= rel and rel % stride == 0 and rel // stride < carved, \
                     f"slab {self.idx}.{s}: free-list link {off} outside the carved blocks"
-                assert w8[off] == 0xF0 | cls, f"slab {self.idx}.{s}: free block {off} header {w8[off]:#x}"
+                assert w8[off] == FREE_TAG | cls, f"slab {self.idx}.{s}: free block {off} header {w8[off]:#x}"
                 off = w[(off + 4) >> 2]
             assert len(seen) == carved - used, \
                 f"slab {self.idx}.{s}: free list has {len(seen)} blocks, expected {carved - used}"
             if live_check and carved:
                 tags = bytes(w8[data:data + carved * stride:stride])
-                n_alloc = tags.count(0xA0 | cls)
-                n_free = tags.count(0xF0 | cls)
+                n_alloc = tags.count(ALLOC_TAG | cls)
+                n_free = tags.count(FREE_TAG | cls)
                 assert n_alloc + n_free == carved, f"slab {self.idx}.{s}: corrupted block header"
                 assert n_alloc == used - fc_counts.get(s, 0), \
                     f"slab {self.idx}.{s}: {n_alloc} allocated headers, used {used} - cached {fc_counts.get(s, 0)}"

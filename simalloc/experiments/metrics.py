@@ -57,10 +57,10 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..heap import Heap
-from ..oslayer import process_memory
+from ..oslayer import process_memory, reset_peak_rss
 
 __all__ = ["RunResult", "RunSpec", "cv_pct", "drift_pct", "drift_settled_pct", "finite",
-           "reset_peak_rss", "run_once"]
+           "run_once"]
 
 T = TypeVar("T")
 
@@ -182,17 +182,6 @@ def drift_pct(samples: list[int] | list[float]) -> float:
 def drift_settled_pct(samples: list[int] | list[float]) -> float:
     """Drift over the second half: from sample ``(n - 1) // 2`` to the last (module docstring)."""
     return drift_pct(list(samples)[(len(samples) - 1) // 2:])
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's VmHWM to its current RSS (``/proc/self/clear_refs`` = 5).
-    Returns False where the kernel refuses (then VmHWM stays the process lifetime peak)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
 
 
 def _safe(fn: Callable[[], T], default: T) -> T:

@@ -36,10 +36,16 @@ from dataclasses import dataclass, field
 from ..constants import PAGE_SIZE
 from ..errors import OSLayerError
 from . import posix
-from .residency import lazyfree_bytes, mincore_resident, pagemap_resident, process_memory
+from .residency import (
+    lazyfree_bytes,
+    mincore_resident,
+    pagemap_resident,
+    process_memory,
+    reset_peak_rss,
+)
 
 __all__ = ["Mapping", "OSLayer", "lazyfree_bytes", "mincore_resident", "pagemap_resident",
-           "process_memory"]
+           "process_memory", "reset_peak_rss"]
 
 
 @dataclass(eq=False)

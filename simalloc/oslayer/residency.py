@@ -22,7 +22,8 @@ import numpy as np
 
 from ..constants import PAGE_SIZE
 
-__all__ = ["lazyfree_bytes", "mincore_resident", "pagemap_resident", "process_memory"]
+__all__ = ["lazyfree_bytes", "mincore_resident", "pagemap_resident", "process_memory",
+           "reset_peak_rss"]
 
 _PRESENT = np.uint64(1 << 63)
 _EXCLUSIVE = np.uint64(1 << 56)
@@ -102,3 +103,15 @@ def process_memory() -> dict[str, int]:
             elif line.startswith("VmHWM:"):
                 out["vm_hwm_bytes"] = int(line.split()[1]) * 1024
     return out
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (``/proc/self/clear_refs`` = 5), so the
+    next run's peak is its own.  Returns False where the kernel refuses (then VmHWM stays the
+    process lifetime peak)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True

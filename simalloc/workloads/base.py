@@ -251,6 +251,13 @@ class Workload:
         merged = {**self.DEFAULTS, **params}
         self.params: dict[str, Any] = {"ops": self.ops, "ws": self.ws, "seed": self.seed, **merged}
 
+    def _size_range(self, lo_key: str, hi_key: str, what: str = "sizes") -> tuple[int, int]:
+        """The parameters ``lo_key``..``hi_key`` as a checked inclusive size range."""
+        lo, hi = int(self.params[lo_key]), int(self.params[hi_key])
+        if not 0 <= lo <= hi:
+            raise ValueError(f"{what} {lo}..{hi}: need 0 <= min <= max")
+        return lo, hi
+
     # ------------------------------------------------------------------ subclass hooks
     def _generate(self) -> Iterator[tuple[np.ndarray, bool]]:
         """The timed stream in blocks of at most ``BLOCK_ROWS`` rows, as ``(rows, is_drain)``;

@@ -105,12 +105,8 @@ class ChurnWorkload(Workload):
     def __init__(self, *, ops: int, ws: int | None = None, seed: int = 1, **params: Any) -> None:
         super().__init__(ops=ops, ws=ws, seed=seed, **params)
         p = self.params
-        self.burst_min, self.burst_max = int(p["burst_min"]), int(p["burst_max"])
-        if not 0 <= self.burst_min <= self.burst_max:
-            raise ValueError(f"burst sizes {self.burst_min}..{self.burst_max}: need 0 <= min <= max")
-        self.steady_min, self.steady_max = int(p["steady_min"]), int(p["steady_max"])
-        if not 0 <= self.steady_min <= self.steady_max:
-            raise ValueError(f"steady sizes {self.steady_min}..{self.steady_max}: need 0 <= min <= max")
+        self.burst_min, self.burst_max = self._size_range("burst_min", "burst_max", "burst sizes")
+        self.steady_min, self.steady_max = self._size_range("steady_min", "steady_max", "steady sizes")
         if p["free_order"] not in _FREE_ORDERS:
             raise ValueError(f"free_order={p['free_order']!r}: expected one of {_FREE_ORDERS}")
         if float(p["burst_mb"]) <= 0 or float(p["idle_ratio"]) < 0:

@@ -45,9 +45,7 @@ class LarsonWorkload(Workload):
     def __init__(self, *, ops: int, ws: int | None = None, seed: int = 1, **params: Any) -> None:
         super().__init__(ops=ops, ws=ws, seed=seed, **params)
         p = self.params
-        self.min_size, self.max_size = int(p["min_size"]), int(p["max_size"])
-        if not 0 <= self.min_size <= self.max_size:
-            raise ValueError(f"sizes {self.min_size}..{self.max_size}: need 0 <= min <= max")
+        self.min_size, self.max_size = self._size_range("min_size", "max_size")
         if p["rounds"] is None:
             self.rounds = max(1, round((self.ops - self.ws) / (2 * self.ws)))
         else:
