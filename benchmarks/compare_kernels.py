@@ -112,13 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("native C driver, glibc, same stream", f"{glibc / 1e6:.2f} M ops/s"))
         rows.append((f"RATIO {fast} batch / glibc (target >= 0.5)", f"{cy['ops_per_s'] / glibc:.2f}x"))
 
-    # 2. per-call from a Python loop
-    heap_calls = statistics.median(_per_call(fast, args.call_ops) for _ in range(args.repeat))
-    libc_calls = statistics.median(_per_call(None, args.call_ops) for _ in range(args.repeat))
-    rows.append((f"per-call heap.malloc/free ({fast}) from Python", f"{heap_calls / 1e6:.2f} M ops/s"))
-    rows.append(("per-call libc malloc/free via ctypes from Python", f"{libc_calls / 1e6:.2f} M ops/s"))
-    rows.append(("RATIO heap per-call / ctypes libc (target >= 1.0)", f"{heap_calls / libc_calls:.2f}x"))
-
     # 3. Cython vs pure Python (same loop, in the kernel)
     py = _median(lambda: _mixed_heap_run("python", args.py_ops, 400), max(1, args.repeat - 1))
     rows.append((f"python batch Mixed WS=400, {args.py_ops:,} ops", f"{py['ops_per_s'] / 1e6:.3f} M ops/s"))
@@ -146,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("simulator memory outside the heap's mappings",
                  f"{own_small / 2**20:.1f} MiB at WS=400, {own_big / 2**20:.1f} MiB at WS={args.big_ws:,} "
                  f"({per_block:+.2f} B per extra live block)"))
+
+    # 5. per-call from a Python loop (last: its op lists grow the interpreter's own heap,
+    #    which would blur the memory figure above)
+    heap_calls = statistics.median(_per_call(fast, args.call_ops) for _ in range(args.repeat))
+    libc_calls = statistics.median(_per_call(None, args.call_ops) for _ in range(args.repeat))
+    rows.append((f"per-call heap.malloc/free ({fast}) from Python", f"{heap_calls / 1e6:.2f} M ops/s"))
+    rows.append(("per-call libc malloc/free via ctypes from Python", f"{libc_calls / 1e6:.2f} M ops/s"))
+    rows.append(("RATIO heap per-call / ctypes libc (target >= 1.0)", f"{heap_calls / libc_calls:.2f}x"))
 
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
