@@ -40,22 +40,85 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .constants import SLAB_EMPTY
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .heap import PolicyContext
+    from collections.abc import Callable
+
     from .options import Config
+    from .state import HeapState
 
 __all__ = [
+    "Clock",
     "DelayedSlabPurgePolicy",
     "FastPolicy",
     "LeanPolicy",
+    "PolicyContext",
     "Release",
     "ReleasePolicy",
     "SlabEvent",
     "SuperslabEvent",
     "make_policy",
 ]
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The heap's clock: operations applied and seconds since the heap opened."""
+
+    ops: int
+    seconds: float
+
+
+class PolicyContext:
+    """What a release policy may see and do: a narrow, read-mostly view of the heap's state.
+
+    Its one action, :meth:`decommit_slab`, goes through the slow path (which calls the OS layer
+    and counts); superslab decisions are returned as :class:`Release` values instead."""
+
+    def __init__(self, state: HeapState, decommit_slab: Callable[[int, int, str], bool]) -> None:
+        self._state = state
+        self._decommit_slab = decommit_slab
+
+    def __repr__(self) -> str:
+        st = self._state
+        return (f"<PolicyContext ops={st.ops()} active={st.n_active} cached={len(st.lru)} "
+                f"(warm {st.lru.warm_count()}) committed={st.committed_superslab_bytes() >> 20} MiB>")
+
+    @property
+    def config(self) -> Config:
+        return self._state.config
+
+    def clock(self) -> Clock:
+        return self._state.clock()
+
+    def superslab_bytes(self) -> int:
+        return self._state.ss_bytes
+
+    def active_count(self) -> int:
+        return self._state.n_active
+
+    def cached_count(self) -> int:
+        return len(self._state.lru)
+
+    def warm_cached_count(self) -> int:
+        return self._state.lru.warm_count()
+
+    def committed_superslab_bytes(self) -> int:
+        """Bytes of superslabs whose pages are committed: active ones plus warm cached ones
+        (the LEAN budget is compared with this)."""
+        return self._state.committed_superslab_bytes()
+
+    def empty_slabs(self) -> list[tuple[int, int]]:
+        """(superslab, slab) of every EMPTY (not yet decommitted) slab in live superslabs."""
+        st = self._state
+        return [k for d in st.empty for k in d if st.superslab(k[0]).slab_state(k[1]) == SLAB_EMPTY]
+
+    def decommit_slab(self, ss: int, slab: int, advice: str = "DONTNEED") -> bool:
+        """Decommit an EMPTY slab's pages (slab 0 keeps its header page).  Returns False (and
+        does nothing) if the slab is no longer EMPTY or is some class's current slab."""
+        return self._decommit_slab(ss, slab, advice)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One superslab: a size-aligned private anonymous mapping carved into 64 KiB slabs.
 
-The superslab's state lives in its own first page (see the layout in :mod:`simalloc.constants`),
+The superslab header and slab records live in its own first page (layout: :mod:`simalloc.constants`),
 so the hot path (both kernels) and this slow-path object read and write the same bytes.
 
 Slab state machine (``M_STATE`` in the slab's meta record; the list holding it in brackets)::
@@ -61,6 +61,7 @@ from .constants import (
     SLAB_SIZE,
     SLAB_UNUSED,
     SS_ACTIVE,
+    SS_CACHED,
     SS_MAGIC,
     SS_META_OFFSET,
     header_bytes,
@@ -83,12 +84,22 @@ class Superslab:
         self.mapping = mapping
         self.lg = lg
         self.nslabs = nslabs(lg)
-        self.state = SS_ACTIVE
-        self.decommitted = False  # whole-superslab decommit (cold in the LRU)
+        self._state = SS_CACHED  # owned here only (the header may be decommitted while cached)
+        self._decommitted = False  # whole-superslab decommit (cold in the LRU)
         self.generation = 0
         assert mapping.view is not None
         self.w32 = mapping.view.cast("I")
         self.w8 = mapping.view
+
+    @property
+    def state(self) -> int:
+        """SS_ACTIVE or SS_CACHED (see the state machine above)."""
+        return self._state
+
+    @property
+    def decommitted(self) -> bool:
+        """True while cached with its pages given back (cold)."""
+        return self._decommitted
 
     @property
     def base(self) -> int:
@@ -118,8 +129,21 @@ class Superslab:
         return (slab + 1) * SLAB_SIZE - slab_data_start(self.lg, slab)
 
     # ------------------------------------------------------------------ transitions
+    def activate(self) -> None:
+        """CACHED (fresh mmap or LRU pop) -> ACTIVE: reformat the header, every slab UNUSED."""
+        assert self._state == SS_CACHED, f"superslab {self.idx}: activate from {self._state}"
+        self._state = SS_ACTIVE
+        self._decommitted = False
+        self.format()
+
+    def to_cached(self, decommitted: bool) -> None:
+        """ACTIVE (all slabs empty) -> CACHED, warm or cold (``decommitted``)."""
+        assert self._state == SS_ACTIVE, f"superslab {self.idx}: cache from {self._state}"
+        self._state = SS_CACHED
+        self._decommitted = decommitted
+
     def format(self) -> None:
-        """(Re)write the header: magic, geometry, every slab UNUSED.  Called on activation."""
+        """(Re)write the header: magic, geometry, every slab UNUSED (prewarm and activation)."""
         w = self.w32
         self.generation += 1
         w[H_MAGIC] = SS_MAGIC
@@ -128,7 +152,7 @@ class Superslab:
         w[H_NSLABS] = self.nslabs
         w[H_ACTIVE_SLABS] = 0
         w[H_TOTAL_ACTIVE] = 0
-        w[H_STATE] = SS_ACTIVE
+        w[H_STATE] = 0  # reserved: the state lives in the Superslab object only
         w[H_GENERATION] = self.generation & 0xFFFFFFFF
         for s in range(self.nslabs):
             base = _META0 + s * SLAB_META_WORDS

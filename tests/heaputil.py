@@ -42,14 +42,12 @@ def heap_mappings(heap: Heap, *, cached_only: bool = False) -> list[Any]:
     """The heap's superslab mappings (optionally only cached ones) plus, unless
     ``cached_only``, its large-block mappings.  Tests use this to force reclaim."""
     out = []
-    for ss in heap._ss:
-        if ss is None:
-            continue
+    for ss in heap._st.mapped():
         if cached_only and ss.state != SS_CACHED:
             continue
         out.append(ss.mapping)
     if not cached_only:
-        out.extend(m for m, _size in heap._large.values())
+        out.extend(m for m, _size in heap._st.large.blocks.values())
     return out
 
 

@@ -54,8 +54,8 @@ def test_addresses_inside_mappings(make_heap):
     ptrs = [heap.malloc(s) for s in (1, 64, 1000, 3000)]
     for p in ptrs:
         n = heap.usable_size(p)
-        spans = [(ss.base, ss.base + ss.size) for ss in heap._ss if ss is not None]
-        spans += [(m.addr, m.addr + m.size) for m, _ in heap._large.values()]
+        spans = [(ss.base, ss.base + ss.size) for ss in heap._st.mapped()]
+        spans += [(m.addr, m.addr + m.size) for m, _ in heap._st.large.blocks.values()]
         assert any(lo <= p and p + n <= hi for lo, hi in spans), hex(p)
 
 

@@ -44,7 +44,7 @@ from .residency import (
     reset_peak_rss,
 )
 
-__all__ = ["Mapping", "OSLayer", "lazyfree_bytes", "mincore_resident", "pagemap_resident",
+__all__ = ["FaultInjectingOSLayer", "Mapping", "OSLayer", "lazyfree_bytes", "mincore_resident", "pagemap_resident",
            "process_memory", "reset_peak_rss"]
 
 
@@ -105,7 +105,11 @@ class OSLayer:
         m = Mapping(mm, offset, size, addr, map_size, kind)
         m.view = memoryview(mm)[offset:offset + size]
         if self.nohugepage:
-            self._advise(m, "NOHUGEPAGE", 0, size)
+            try:
+                self._advise(m, "NOHUGEPAGE", 0, size)
+            except BaseException:
+                self.release(m)  # never leak a mapping nobody holds
+                raise
         return m
 
     def _map(self, size: int) -> mmap.mmap:
@@ -193,3 +197,4 @@ class OSLayer:
     def syscalls(self) -> int:
         """mmap + munmap + madvise calls, all time."""
         return self.mmap_total + self.munmap_total + self.madvise_total
+from .faults import FaultInjectingOSLayer  # noqa: E402  (subclass of OSLayer, defined above)

@@ -1,0 +1,248 @@
+"""Reports: what a heap says about itself, built from one declared table.
+
+:data:`STAT_FIELDS` (in the spirit of mimalloc's ``MI_STAT_FIELDS``) lists every key of
+``Heap.stats()``: its name, where it comes from and what it means.  ``stats()`` is that table
+evaluated; the ``[SS_OS_STATS]`` line and ``memory_report()`` are built from the same state.
+
+Sources (the ``source`` column):
+
+* ``os``      -- the OS layer's counters (every mmap / munmap / madvise call and byte);
+* ``kernel``  -- the hot path's counters (``constants.C_*`` slots of ``kernel.counters``);
+* ``slow``    -- slow-path event counters (``state.SLOW_COUNTERS``);
+* ``census``  -- a walk of the slab meta records and front caches at the time of the call;
+* ``heap``    -- the heap's own tables (superslab table, LRU, large blocks).
+
+Every figure here is about the heap's own mappings, never the whole process; the process-wide
+VmRSS / VmHWM in :func:`residency` include the Python interpreter and say so in their names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import constants as K
+from .oslayer import lazyfree_bytes, pagemap_resident, process_memory
+
+if TYPE_CHECKING:
+    from .state import HeapState
+
+__all__ = ["STAT_FIELDS", "Census", "StatField", "census", "empty_report", "memory_report",
+           "os_stats_line", "residency", "stats"]
+
+
+@dataclass(frozen=True)
+class Census:
+    """Live tiny blocks and slab counts, read from the meta records and front caches."""
+
+    live_blocks: int
+    live_bytes: int
+    slabs_empty: int  # EMPTY + DECOMMITTED slabs in active superslabs
+    slabs_decommitted: int
+    active_slabs: int
+    empty_slab_bytes: int  # data bytes of EMPTY (still committed) slabs in active superslabs
+
+
+def census(st: HeapState) -> Census:
+    fc = st.fc_by_slab()
+    live = live_bytes = n_empty = n_dec = n_act = empty_bytes = 0
+    for ss in st.active():
+        n_act += ss.h(K.H_ACTIVE_SLABS)
+        for s in range(st.nslabs):
+            state = ss.slab_state(s)
+            if state == K.SLAB_ACTIVE:
+                n = ss.meta(s, K.M_USED) - fc.get((ss.idx, s), 0)
+                live += n
+                live_bytes += n * (ss.meta(s, K.M_STRIDE) - K.BLOCK_HEADER)
+            elif state == K.SLAB_EMPTY:
+                n_empty += 1
+                empty_bytes += ss.slab_data_len(s)
+            elif state == K.SLAB_DECOMMITTED:
+                n_dec += 1
+    return Census(live, live_bytes, n_empty + n_dec, n_dec, n_act, empty_bytes)
+
+
+Getter = Callable[["HeapState", Census], Any]
+
+
+@dataclass(frozen=True)
+class StatField:
+    """One row of :data:`STAT_FIELDS`."""
+
+    key: str
+    source: str  # os | kernel | slow | census | heap
+    doc: str
+    get: Getter
+
+
+def _slow(name: str, doc: str) -> StatField:
+    return StatField(name, "slow", doc, lambda st, c: st.counters[name])
+
+
+def _kern(name: str, slot: int, doc: str) -> StatField:
+    return StatField(name, "kernel", doc, lambda st, c: int(st.kernel.counters[slot]))
+
+
+def _os(name: str, attr: str, doc: str) -> StatField:
+    return StatField(name, "os", doc, lambda st, c: getattr(st.os, attr))
+
+
+#: Every key of ``Heap.stats()``, in order.
+STAT_FIELDS: tuple[StatField, ...] = (
+    StatField("kernel", "heap", "hot-path kernel in use (cython | python)", lambda st, c: st.kernel.name),
+    StatField("policy", "heap", "release policy and its settings", lambda st, c: st.policy.describe()),
+    _kern("ops", K.C_OPS, "operations applied: malloc + free + realloc (hot prewarm included)"),
+    _os("mmap_total", "mmap_total", "mmap calls that succeeded (alignment retries included)"),
+    _os("munmap_total", "munmap_total", "munmap calls"),
+    _os("madvise_calls", "madvise_total", "madvise calls, every advice"),
+    StatField("madvise_by_advice", "os", "madvise calls by advice name",
+              lambda st, c: dict(st.os.madvise_calls)),
+    _os("decommitted_bytes", "decommitted_bytes", "bytes passed to MADV_DONTNEED or MADV_FREE, all time"),
+    _os("syscalls", "syscalls", "mmap + munmap + madvise calls, all time"),
+    _os("deferred_unmaps", "deferred_unmaps", "unmaps delayed because a user view was alive"),
+    _os("align_retries", "align_retries", "mappings remapped at twice the size to align them"),
+    _os("alignment_waste_bytes", "alignment_waste", "bytes mapped only to align superslabs (never touched)"),
+    StatField("superslabs_active", "heap", "superslabs in use", lambda st, c: st.n_active),
+    StatField("superslabs_cached", "heap", "empty superslabs in the LRU cache", lambda st, c: len(st.lru)),
+    StatField("superslabs_cached_decommitted", "heap", "cached superslabs whose pages were given back",
+              lambda st, c: len(st.lru) - st.lru.warm_count()),
+    StatField("superslabs_ever", "heap", "superslabs ever mapped", lambda st, c: st.ever_superslabs),
+    StatField("slabs_empty", "census", "EMPTY or DECOMMITTED slabs in active superslabs",
+              lambda st, c: c.slabs_empty),
+    StatField("slabs_decommitted", "census", "DECOMMITTED slabs in active superslabs",
+              lambda st, c: c.slabs_decommitted),
+    StatField("live_blocks", "census", "blocks held by the user (tiny + large)",
+              lambda st, c: c.live_blocks + len(st.large)),
+    StatField("live_bytes", "census", "usable bytes of the user's blocks (large: requested size)",
+              lambda st, c: c.live_bytes + st.large.live_bytes()),
+    StatField("live_large", "heap", "large (direct-mapped) blocks held by the user", lambda st, c: len(st.large)),
+    StatField("front_cache_blocks", "kernel", "free blocks parked in the per-class front caches",
+              lambda st, c: st.front_cache_blocks()),
+    _kern("refills", K.C_REFILLS, "front-cache refills from the current slab"),
+    _kern("drains", K.C_DRAINS, "front-cache drains back to the slabs"),
+    _kern("slow_refills", K.C_SLOW, "refills that needed the slow path (a new current slab)"),
+    _os("mapped_bytes", "mapped_bytes", "bytes currently mapped by the heap (alignment windows included)"),
+    _os("mapped_peak_bytes", "mapped_peak", "most bytes ever mapped at once"),
+    _slow("ss_acquired", "superslabs made ACTIVE (stage 5: LRU pop or fresh mmap)"),
+    _slow("ss_from_lru", "acquisitions served by the LRU cache"),
+    _slow("ss_fresh", "acquisitions that mapped a fresh superslab"),
+    _slow("ss_cached", "empty superslabs pushed into the LRU cache (warm or decommitted)"),
+    _slow("ss_unmapped", "superslabs unmapped (policy unmap or LRU eviction)"),
+    _slow("lru_evictions", "LRU evictions (count, bytes or TTL limit)"),
+    _slow("lean_decommit", "empty superslabs decommitted by a policy decision"),
+    _slow("lean_retire", "LEAN retirements (decisions marked retire)"),
+    _slow("slab_decommits", "empty slabs decommitted inside live superslabs (slab-granular purge)"),
+    _slow("slab_empty_events", "slabs whose used count fell to 0"),
+    _slow("ss_empty_events", "superslabs that passed the release guard (every slab empty)"),
+    _slow("stage_empty_same", "refill stage 1: an EMPTY slab of the same class"),
+    _slow("stage_partial", "refill stage 2: a partial slab of the same class"),
+    _slow("stage_empty_other", "refill stage 3: an EMPTY slab of another class, reformatted"),
+    _slow("stage_unused", "refill stage 4: an UNUSED slab of an active superslab"),
+    _slow("stage_new_ss", "refill stage 5: a new superslab (LRU or mmap)"),
+    _slow("large_allocs", "large blocks mapped"),
+    _slow("large_frees", "large blocks unmapped"),
+    _slow("prewarm_blocks", "blocks carved by the hot prewarm"),
+    _slow("prewarm_superslabs", "superslabs mapped by the superslab prewarm"),
+)
+
+assert len({f.key for f in STAT_FIELDS}) == len(STAT_FIELDS), "duplicate stats key"
+
+
+def stats(st: HeapState) -> dict[str, Any]:
+    """``Heap.stats()``: :data:`STAT_FIELDS` evaluated on ``st``."""
+    c = census(st)
+    return {f.key: f.get(st, c) for f in STAT_FIELDS}
+
+
+def os_stats_line(st: HeapState) -> str:
+    """hakmem's one-shot ``[SS_OS_STATS]`` line (plus simalloc's lean counters)."""
+    o, ctr = st.os, st.counters
+    return (f"[SS_OS_STATS] alloc={ctr['ss_acquired']} free={ctr['ss_cached'] + ctr['ss_unmapped']} "
+            f"madvise={o.madvise_total} madvise_disabled=0 mmap_total={o.mmap_total} "
+            f"munmap_total={o.munmap_total} fallback_mmap=0 huge_alloc={ctr['large_allocs']} "
+            f"lean_decommit={ctr['lean_decommit']} lean_retire={ctr['lean_retire']} "
+            f"decommitted_bytes={o.decommitted_bytes}")
+
+
+def residency(st: HeapState) -> dict[str, int]:
+    """What the kernel says about the heap's own mappings, plus the process's VmRSS/VmHWM.
+
+    ``resident_bytes``: present and exclusively mapped pages (``/proc/self/pagemap``);
+    ``lazyfree_bytes``: LazyFree of the VMAs holding our mappings (smaps; VMAs merge);
+    ``resident_active_bytes`` / ``resident_cached_bytes``: split by superslab state.
+    ``vm_rss_bytes`` / ``vm_hwm_bytes`` are the whole process (the interpreter included)."""
+    act: list[tuple[int, int]] = []
+    cached: list[tuple[int, int]] = []
+    for ss in st.mapped():
+        m = ss.mapping
+        (cached if ss.state == K.SS_CACHED else act).append((m.addr, m.size))
+    large = st.large.spans()
+    r_act, r_cached, r_large = (pagemap_resident(x) for x in (act, cached, large))
+    out = {
+        "mapped_bytes": st.os.mapped_bytes,
+        "resident_bytes": r_act + r_cached + r_large,
+        "resident_active_bytes": r_act,
+        "resident_cached_bytes": r_cached,
+        "resident_large_bytes": r_large,
+        "lazyfree_bytes": lazyfree_bytes(act + cached + large),
+    }
+    out.update(process_memory())
+    return out
+
+
+def memory_report(st: HeapState) -> dict[str, int]:
+    """Split the mapped bytes into parts that add up exactly to ``mapped_bytes``
+    (obmalloc's ``narenas * ARENA_SIZE == total``, asserted)."""
+    parts = dict.fromkeys((
+        "live_blocks", "front_cache_blocks", "free_list_blocks", "uncarved", "empty_slabs",
+        "decommitted_slabs", "unused_slabs", "slab_tail_waste", "metadata",
+        "cached_superslabs", "alignment_waste", "large_live", "large_overhead"), 0)
+    fc = st.fc_by_slab()
+    for ss in st.mapped():
+        parts["alignment_waste"] += ss.mapping.alignment_waste
+        if ss.state == K.SS_CACHED:
+            parts["cached_superslabs"] += ss.size
+            continue
+        parts["metadata"] += K.header_bytes(st.lg)
+        for s in range(st.nslabs):
+            state, dlen = ss.slab_state(s), ss.slab_data_len(s)
+            if state == K.SLAB_UNUSED:
+                parts["unused_slabs"] += dlen
+                continue
+            stride, cap = ss.meta(s, K.M_STRIDE), ss.meta(s, K.M_CAPACITY)
+            parts["slab_tail_waste"] += dlen - cap * stride
+            if state == K.SLAB_DECOMMITTED:
+                parts["decommitted_slabs"] += cap * stride
+            elif state == K.SLAB_EMPTY:
+                parts["empty_slabs"] += cap * stride
+            else:
+                used, carved = ss.meta(s, K.M_USED), ss.meta(s, K.M_CARVED)
+                infc = fc.get((ss.idx, s), 0)
+                parts["live_blocks"] += (used - infc) * stride
+                parts["front_cache_blocks"] += infc * stride
+                parts["free_list_blocks"] += (carved - used) * stride
+                parts["uncarved"] += (cap - carved) * stride
+    for m, size in st.large.blocks.values():
+        parts["large_live"] += size
+        parts["large_overhead"] += m.map_size - size
+    total = sum(parts.values())
+    assert total == st.os.mapped_bytes, f"memory report {total} != mapped {st.os.mapped_bytes}"
+    parts["mapped_total"] = total
+    return parts
+
+
+def empty_report(st: HeapState) -> dict[str, int]:
+    """Why a superslab was (not) released: how many ever emptied, and how much empty memory
+    sits in slabs inside live superslabs, where the release guard cannot reach."""
+    c = census(st)
+    return {
+        "superslabs_ever_empty": st.counters["ss_empty_events"],
+        "slab_empty_events": st.counters["slab_empty_events"],
+        "empty_slabs_in_live_superslabs": c.slabs_empty,
+        "empty_slab_bytes_in_live_superslabs": c.empty_slab_bytes,
+        "superslabs_active": st.n_active,
+        "active_slabs": c.active_slabs,
+        "live_blocks": int(st.kernel.counters[K.C_LIVE]) + len(st.large),
+        "front_cache_blocks": st.front_cache_blocks(),
+    }

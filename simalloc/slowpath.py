@@ -1,0 +1,447 @@
+"""The slow path: everything the hot path cannot do alone, and the superslab life cycle.
+
+The kernel (hot path) calls exactly the callbacks of :class:`simalloc.kernel.SlowPath`; this
+module implements them over a :class:`~simalloc.state.HeapState`:
+
+================  ===========================================================================
+callback          when the kernel calls it
+================  ===========================================================================
+refill_slow       a class has no current slab (or it is exhausted): bind a new one (stages)
+slab_empty        a slab's ``used`` fell to 0: list it EMPTY, tell the policy; maybe the
+                  whole superslab emptied (release guard) -> :meth:`superslab_empty`
+slab_partial      a full, unbound slab got a quarter of its blocks back: list it partial
+free_slow         a pointer outside every superslab: a large block, or an error
+free_error        a pointer the hot path rejected: diagnose and raise
+corrupt_block     a free-list or front-cache block does not carry the free tag: raise
+malloc_large      a request above the tiny classes
+write_byte_slow   a replayed first-byte write to a large block
+apply_other       a replayed op the kernel leaves to Python (realloc)
+tick              every ``tick_interval_ops`` operations: LRU TTL and the policy's clock
+================  ===========================================================================
+
+Refill stages when a class's current slab is exhausted (hakmem's shared pool; within a stage
+the lowest superslab index wins, so young superslabs can drain -- see ``slabset.py``):
+
+1. an EMPTY slab of the same class (its free list is reused as is);
+2. a partial slab of the same class;
+3. an EMPTY slab of another class, reformatted;
+4. an UNUSED slab of an active superslab (lowest superslab index first);
+5. a new superslab: the LRU cache first, then a fresh mmap.
+
+Superslab life cycle (state machine in ``superslab.py``): :meth:`acquire_superslab` (LRU pop
+or mmap) -> ACTIVE -> release guard -> :meth:`superslab_empty` asks the policy ->
+:meth:`release_superslab`, THE single conversion point of a decision into OS calls
+(hakmem's ``ss_maybe_decommit_superslab``) -> CACHED (warm or cold) or unmapped.
+
+Exceptions (a policy that raises, an OS call that fails, KeyboardInterrupt) never leave a
+superslab half-released: a failed decision falls back to *keep*, then the error propagates.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+from . import constants as K
+from .checker import check_state
+from .errors import (
+    DoubleFreeError,
+    HeapCorruptionError,
+    HeapExhaustedError,
+    InvalidPointerError,
+    TraceError,
+)
+from .policy import PolicyContext, Release, SlabEvent, SuperslabEvent
+from .superslab import Superslab
+from .validate import check_size
+
+if TYPE_CHECKING:
+    from .state import HeapState
+
+__all__ = ["HeapSlowPath"]
+
+
+class HeapSlowPath:
+    """The kernel's slow path over one heap's state (implements ``kernel.SlowPath``)."""
+
+    def __init__(self, state: HeapState) -> None:
+        self.st = state
+        self.ctx = PolicyContext(state, self.decommit_slab)
+        self._debug_checks = state.config.debug >= 2
+
+    def _debug_check(self) -> None:
+        if self._debug_checks:
+            check_state(self.st)
+
+    # ================================================================== kernel callbacks
+    def refill_slow(self, cls: int) -> None:
+        """Bind a new current slab for ``cls`` (stages 1-5 in the module docstring)."""
+        st = self.st
+        self.maintain()
+        key = None
+        if st.empty[cls]:  # 1. EMPTY slab of this class
+            key = st.empty[cls].pop_lowest()
+            ss = st.superslab(key[0])
+            if ss.slab_state(key[1]) == K.SLAB_DECOMMITTED:
+                ss.claim(key[1], cls)
+            else:
+                ss.set_meta(key[1], K.M_STATE, K.SLAB_ACTIVE)
+            st.counters["stage_empty_same"] += 1
+        elif st.partial[cls]:  # 2. partial slab of this class
+            key = st.partial[cls].pop_lowest()
+            st.counters["stage_partial"] += 1
+        else:
+            for other in range(K.NUM_CLASSES):  # 3. EMPTY slab of another class
+                if st.empty[other]:
+                    key = st.empty[other].pop_lowest()
+                    st.superslab(key[0]).claim(key[1], cls)
+                    st.counters["stage_empty_other"] += 1
+                    break
+        if key is None:
+            if st.has_unused:  # 4. UNUSED slab in an active superslab
+                idx = min(st.has_unused)
+                st.counters["stage_unused"] += 1
+            else:  # 5. new superslab (LRU, then mmap)
+                idx = self.acquire_superslab()
+                st.counters["stage_new_ss"] += 1
+            ss = st.superslab(idx)
+            slab = ss.first_unused()
+            ss.claim(slab, cls)
+            if ss.first_unused() < 0:
+                st.has_unused.discard(idx)
+            key = (idx, slab)
+        st.bind(cls, key[0], key[1])
+        self._debug_check()
+
+    def slab_empty(self, idx: int, slab: int) -> None:
+        """The hot path saw a slab's ``used`` drop to 0."""
+        st = self.st
+        ss = st.superslab(idx)
+        cls = ss.slab_class(slab)
+        current = st.is_current(cls, idx, slab)
+        st.counters["slab_empty_events"] += 1
+        if not current:
+            st.partial[cls].discard((idx, slab))
+            ss.set_meta(slab, K.M_STATE, K.SLAB_EMPTY)
+            st.empty[cls].add((idx, slab))
+        if ss.h(K.H_TOTAL_ACTIVE) == 0:
+            self.superslab_empty(ss)
+        elif not current:
+            c = st.clock()
+            st.policy.on_slab_empty(self.ctx, SlabEvent(idx, slab, cls, c.ops, c.seconds))
+        self._debug_check()
+
+    def slab_partial(self, idx: int, slab: int) -> None:
+        """A full, non-current slab got a quarter of its blocks back."""
+        st = self.st
+        st.partial[st.superslab(idx).slab_class(slab)].add((idx, slab))
+
+    def free_slow(self, addr: int) -> None:
+        """A pointer outside every superslab: a large block, or an error."""
+        st = self.st
+        if addr not in st.large:
+            self.free_error(addr)
+            return
+        st.large.free(addr)
+        st.counters["large_frees"] += 1
+        st.kernel.counters[K.C_OPS] += 1
+
+    def free_error(self, addr: int) -> None:
+        """Diagnose a pointer the hot path rejected and raise the matching error."""
+        self.locate_live(addr)
+        raise HeapCorruptionError(f"free({addr:#x}): rejected by the hot path but looks valid")
+
+    def corrupt_block(self, idx: int, off: int, where: str) -> None:
+        ss = self.st.superslabs[idx] if 0 <= idx < len(self.st.superslabs) else None
+        got = ss.w8[off] if ss is not None and 0 <= off < ss.size else -1
+        raise HeapCorruptionError(
+            f"block at superslab {idx} offset {off:#x} ({where}) has header {got:#x}: "
+            "a freed block was written to (use after free?)")
+
+    def malloc_large(self, size: int) -> int:
+        """Direct-mapped path for requests above the tiny classes (own mapping, counted)."""
+        addr = self.st.large.malloc(check_size(size))
+        self.st.counters["large_allocs"] += 1
+        self.st.kernel.counters[K.C_OPS] += 1
+        return addr
+
+    def write_byte_slow(self, addr: int, value: int) -> None:
+        self.st.large.write_byte(addr, value)
+
+    def apply_other(self, kind: int, cur: int, size: int) -> int:
+        """Replay operations the kernel leaves to Python (realloc)."""
+        if kind == K.OP_REALLOC:
+            if not cur:
+                raise TraceError("realloc of an empty slot")
+            return self.realloc(cur, check_size(size))
+        raise TraceError(f"unknown op kind {kind}")
+
+    def tick(self) -> None:
+        self.maintain()
+
+    # ================================================================== operations below the API
+    def realloc(self, ptr: int, size: int) -> int:
+        """Resize the live block at ``ptr`` (both already validated as values)."""
+        st = self.st
+        old = self.usable_size(ptr)  # validates ptr (raises on bad pointers)
+        kern = st.kernel
+        if size == 0:
+            kern.free_fast(ptr)
+            return 0
+        if ptr in st.large:
+            if kern.tiny_max < size <= old:
+                st.large.resize_in_place(ptr, size)
+                return ptr
+        elif size <= old and kern.lut[size] == kern.lut[old]:
+            return ptr  # still the same class (``old`` is the class's usable size)
+        new = kern.malloc(size)
+        src, dst = self.view(ptr), self.view(new)
+        n = min(old, size)
+        dst[:n] = src[:n]
+        src.release()
+        dst.release()
+        kern.free_fast(ptr)
+        return new
+
+    def usable_size(self, ptr: int) -> int:
+        if ptr in self.st.large:
+            return self.st.large.usable_size(ptr)
+        _ss, _slab, _off, cls = self.locate_live(ptr)
+        return K.CLASS_STRIDES[cls] - K.BLOCK_HEADER
+
+    def view(self, ptr: int) -> memoryview:
+        if ptr in self.st.large:
+            return self.st.large.view(ptr)
+        ss, _slab, off, cls = self.locate_live(ptr)
+        return ss.w8[off + 1: off + K.CLASS_STRIDES[cls]]
+
+    def maintain(self) -> None:
+        """Clock-driven work: LRU TTL eviction and the policy's tick()."""
+        st = self.st
+        for idx in st.lru.evict_over_limits(st.seconds()):
+            st.counters["lru_evictions"] += 1
+            self.unmap_superslab(idx)
+        st.policy.tick(self.ctx)
+
+    def flush(self) -> None:
+        """Drain every front cache back to its slabs, then run the clock (``Heap.trim``)."""
+        self.st.kernel.flush()
+        self.maintain()
+
+    def force_reclaim(self) -> int:
+        """MADV_PAGEOUT cached superslabs and decommitted slabs; returns the calls made."""
+        st = self.st
+        calls = 0
+        for ss in st.mapped():
+            if ss.state == K.SS_CACHED:
+                st.os.reclaim(ss.mapping, 0, ss.size)
+                calls += 1
+                continue
+            for s in range(st.nslabs):
+                if ss.slab_state(s) == K.SLAB_DECOMMITTED:
+                    start = K.slab_data_start(st.lg, s)
+                    st.os.reclaim(ss.mapping, start, (s + 1) * K.SLAB_SIZE - start)
+                    calls += 1
+        return calls
+
+    # ================================================================== pointer diagnosis
+    def locate_live(self, addr: int) -> tuple[Superslab, int, int, int]:
+        """(superslab, slab, block offset, class) of the live block at ``addr``, or raise the
+        error that says what is wrong with it.  The single diagnosis of bad pointers."""
+        st = self.st
+        if type(addr) is not int:
+            raise InvalidPointerError(f"pointer must be an int, not {type(addr).__name__}")
+        if addr in st.large:
+            raise InvalidPointerError(f"{addr:#x} is a large block")  # callers check large first
+        idx = st.kernel.lookup(addr) if 0 < addr < 1 << 64 else -1
+        if idx < 0:
+            st.large.diagnose(addr)
+        ss = st.superslab(idx)
+        off = (addr - ss.base) - K.BLOCK_HEADER
+        if ss.state == K.SS_CACHED:
+            raise DoubleFreeError(f"{addr:#x} points into an empty, cached superslab "
+                                  "(already freed, or a dangling pointer)")
+        if ss.h(K.H_MAGIC) != K.SS_MAGIC:
+            raise HeapCorruptionError(f"superslab {idx} at {ss.base:#x}: magic {ss.h(K.H_MAGIC):#x} "
+                                      f"!= SSPL ({K.SS_MAGIC:#x}); header overwritten")
+        if off < K.header_bytes(st.lg):
+            raise InvalidPointerError(f"{addr:#x} points into superslab metadata")
+        slab = off >> K.SLAB_LG
+        state = ss.slab_state(slab)
+        if state == K.SLAB_UNUSED:
+            raise InvalidPointerError(f"{addr:#x} points into an unused slab (never allocated)")
+        cls, stride = ss.slab_class(slab), ss.meta(slab, K.M_STRIDE)
+        if cls >= K.NUM_CLASSES or stride != K.CLASS_STRIDES[cls]:
+            raise HeapCorruptionError(f"slab {idx}.{slab}: meta record says class {cls}, stride "
+                                      f"{stride}; the slab metadata was overwritten")
+        rel = off - ss.meta(slab, K.M_DATA)
+        if rel < 0 or rel % stride:
+            raise InvalidPointerError(f"{addr:#x} is an interior pointer (C{cls} blocks are "
+                                      f"{stride} bytes; block starts are 1 byte past a multiple)")
+        if rel // stride >= ss.meta(slab, K.M_CARVED) or rel // stride >= ss.meta(slab, K.M_CAPACITY):
+            if state in (K.SLAB_EMPTY, K.SLAB_DECOMMITTED):
+                raise DoubleFreeError(f"{addr:#x}: block already freed (its slab is empty)")
+            raise InvalidPointerError(f"{addr:#x} points at a block never handed out")
+        tag = ss.w8[off]
+        if tag == K.ALLOC_TAG | cls and state == K.SLAB_ACTIVE:
+            return ss, slab, off, cls
+        if tag == K.FREE_TAG | cls or state in (K.SLAB_EMPTY, K.SLAB_DECOMMITTED):
+            raise DoubleFreeError(f"{addr:#x}: block already freed (double free)")
+        raise HeapCorruptionError(f"{addr:#x}: block header {tag:#x} is neither allocated "
+                                  f"({K.ALLOC_TAG | cls:#x}) nor free ({K.FREE_TAG | cls:#x}); "
+                                  "the header byte was overwritten")
+
+    # ================================================================== superslab life
+    def acquire_superslab(self) -> int:
+        """Stage 5: pop the LRU cache, else map a fresh superslab.  Returns its index."""
+        st = self.st
+        e = st.lru.pop()
+        if e is not None:
+            ss = st.superslab(e.idx)
+            st.counters["ss_from_lru"] += 1
+        else:
+            ss = self.map_superslab()
+            st.counters["ss_fresh"] += 1
+        st.counters["ss_acquired"] += 1
+        ss.activate()
+        st.n_active += 1
+        st.has_unused.add(ss.idx)
+        return ss.idx
+
+    def map_superslab(self) -> Superslab:
+        """mmap a superslab and make it known (table, registry, kernel); it starts CACHED."""
+        st = self.st
+        if not st.free_idx:
+            raise HeapExhaustedError(f"all {st.config.max_superslabs} superslab slots in use "
+                                     "(raise SIMALLOC_MAX_SUPERSLABS)")
+        idx = heapq.heappop(st.free_idx)
+        try:
+            m = st.os.reserve(st.ss_bytes, align=st.ss_bytes)
+        except BaseException:
+            heapq.heappush(st.free_idx, idx)
+            raise
+        ss = Superslab(idx, m, st.lg)
+        st.superslabs[idx] = ss
+        assert m.view is not None
+        st.kernel.attach(idx, m.addr, m.view)
+        st.registry.insert(m.addr, idx)
+        st.ever_superslabs += 1
+        return ss
+
+    def superslab_empty(self, ss: Superslab) -> None:
+        """Release guard passed: every slab of ``ss`` is empty.  Ask the policy, then act."""
+        st = self.st
+        assert ss.h(K.H_TOTAL_ACTIVE) == 0 and ss.h(K.H_ACTIVE_SLABS) == 0, "release guard"
+        kern = st.kernel
+        for cls in range(K.NUM_CLASSES):
+            if kern.cur_ss[cls] == ss.idx:
+                st.bind(cls, -1, -1)
+        for s in range(st.nslabs):
+            for d in (*st.empty, *st.partial):
+                d.discard((ss.idx, s))
+            if ss.slab_state(s) != K.SLAB_UNUSED:
+                ss.set_meta(s, K.M_STATE, K.SLAB_EMPTY)
+        st.has_unused.discard(ss.idx)
+        st.n_active -= 1
+        st.counters["ss_empty_events"] += 1
+        c = st.clock()
+        decision: Release = Release.keep()
+        try:
+            decision = st.policy.on_superslab_empty(self.ctx, SuperslabEvent(ss.idx, c.ops, c.seconds))
+            if not isinstance(decision, Release):
+                raise TypeError(f"{type(st.policy).__name__}.on_superslab_empty must return a "
+                                f"Release, not {type(decision).__name__}")
+        except BaseException:
+            self.release_superslab(ss, Release.keep())  # never leave it half released
+            raise
+        self.release_superslab(ss, decision)
+
+    def release_superslab(self, ss: Superslab, decision: Release) -> None:
+        """THE conversion point (hakmem's ``ss_maybe_decommit_superslab``): carry out a
+        policy's decision on an empty superslab through the OS layer, and count it.  If the OS
+        refuses, the superslab is kept (cached warm) and the error propagates."""
+        st = self.st
+        if decision.retire:
+            st.counters["lean_retire"] += 1
+        if decision.action == "unmap":
+            self.unmap_superslab(ss.idx)
+            return
+        decommitted = False
+        try:
+            if decision.action == "decommit":
+                lo = 0 if st.config.lean_range == "all" else K.header_bytes(st.lg)
+                st.os.decommit(ss.mapping, lo, ss.size - lo, decision.advice)
+                st.counters["lean_decommit"] += 1
+                decommitted = True
+        finally:
+            now = st.seconds()
+            ss.to_cached(decommitted)
+            st.counters["ss_cached"] += 1
+            st.lru.push(ss.idx, now, decommitted)
+            for idx in st.lru.evict_over_limits(now):
+                st.counters["lru_evictions"] += 1
+                self.unmap_superslab(idx)
+
+    def unmap_superslab(self, idx: int) -> None:
+        st = self.st
+        ss = st.superslab(idx)
+        st.registry.delete(ss.base)
+        st.kernel.detach(idx)
+        ss.release_views()
+        st.superslabs[idx] = None
+        heapq.heappush(st.free_idx, idx)
+        st.counters["ss_unmapped"] += 1
+        st.os.release(ss.mapping)
+
+    def decommit_slab(self, idx: int, slab: int, advice: str) -> bool:
+        """Give an EMPTY, unbound slab's pages back (a policy's slab-granular purge)."""
+        st = self.st
+        ss = st.superslabs[idx] if 0 <= idx < len(st.superslabs) else None
+        if (ss is None or ss.state != K.SS_ACTIVE or not 0 <= slab < st.nslabs
+                or ss.slab_state(slab) != K.SLAB_EMPTY):
+            return False
+        if st.is_current(ss.slab_class(slab), idx, slab):
+            return False
+        start = K.slab_data_start(st.lg, slab)
+        st.os.decommit(ss.mapping, start, (slab + 1) * K.SLAB_SIZE - start, advice)
+        ss.set_meta(slab, K.M_FREELIST, 0)
+        ss.set_meta(slab, K.M_CARVED, 0)
+        ss.set_meta(slab, K.M_STATE, K.SLAB_DECOMMITTED)
+        st.counters["slab_decommits"] += 1
+        return True
+
+    def prewarm(self) -> None:
+        """hakmem's prewarm boxes (suppressed when the policy says so, e.g. LEAN)."""
+        st = self.st
+        if not st.policy.allow_prewarm():
+            return
+        n = st.config.prewarm_superslabs
+        if n:
+            st.lru.grow_to_fit(n)
+            fresh = [self.map_superslab() for _ in range(n)]
+            now = st.seconds()
+            for ss in fresh:
+                ss.format()
+                st.lru.push(ss.idx, now, False)
+            st.counters["prewarm_superslabs"] += n
+        if st.config.tiny_prewarm:
+            kern = st.kernel
+            for cls, count in st.config.prewarm_counts().items():
+                if cls > st.config.tiny_max_class:
+                    continue
+                ptrs = [kern.alloc_fast(cls) for _ in range(count)]
+                for p in reversed(ptrs):
+                    kern.free_fast(p)
+                st.counters["prewarm_blocks"] += count
+
+    def close(self) -> None:
+        """Unmap everything (the heap is closing)."""
+        st = self.st
+        st.kernel.release()
+        for ss in st.mapped():
+            ss.release_views()
+            st.os.release(ss.mapping)
+        st.superslabs = []
+        st.large.release_all()
+        st.os.close()
+

@@ -1,0 +1,171 @@
+"""The heap's state: one object that owns everything below the public API.
+
+``Heap`` (heap.py) is a thin facade over a :class:`HeapState`; the slow path (slowpath.py)
+changes it, the reports (reports.py) and the invariant walk (checker.py) read it, and the hot
+path (the kernel) shares its numpy tables and the mappings' bytes::
+
+    Heap (API, argument checks, life cycle)                        heap.py
+      '-- HeapState: config, geometry, counters, clock              state.py
+            |-- superslabs[idx] -> Superslab (state machine)        superslab.py
+            |-- empty[cls], partial[cls]: SlabSets of (idx, slab)   slabset.py
+            |-- has_unused: superslabs with an UNUSED slab
+            |-- lru: empty superslabs kept                          lru.py
+            |-- large: direct-mapped blocks                         large.py
+            |-- registry: base -> idx (writer)                      registry.py
+            |-- policy + its PolicyContext                          policy.py
+            |-- os: every mmap / madvise / munmap, counted          oslayer/
+            '-- kernel: hot path + its tables (front caches,        _kernel_py.py / _kernel
+                current slab per class, counters, registry table)
+
+Nothing here calls the OS or decides anything; it holds and answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from . import constants as K
+from .lru import SuperslabCache
+from .oslayer import OSLayer
+from .policy import Clock, ReleasePolicy
+from .slabset import SlabSet
+from .superslab import Superslab
+
+if TYPE_CHECKING:
+    from .large import LargeBlocks
+    from .options import Config
+    from .registry import Registry
+
+__all__ = ["HeapState", "KernelLike", "SLOW_COUNTERS"]
+
+#: Slow-path event counters (``stats()`` keys; see reports.STAT_FIELDS for what each means).
+SLOW_COUNTERS = (
+    "ss_acquired", "ss_from_lru", "ss_fresh", "ss_cached", "ss_unmapped", "lru_evictions",
+    "lean_decommit", "lean_retire", "slab_decommits", "slab_empty_events", "ss_empty_events",
+    "stage_empty_same", "stage_partial", "stage_empty_other", "stage_unused", "stage_new_ss",
+    "large_allocs", "large_frees", "prewarm_blocks", "prewarm_superslabs",
+)
+
+
+class KernelLike(Protocol):
+    """What the slow path, reports and checks use of a kernel (both kernels provide it)."""
+
+    name: str
+    tiny_max: int
+    reg_mask: int
+    ss_base: np.ndarray
+    reg_key: np.ndarray
+    reg_val: np.ndarray
+    fc: np.ndarray
+    fc_count: np.ndarray
+    cur_ss: np.ndarray
+    cur_slab: np.ndarray
+    counters: np.ndarray
+    lut: np.ndarray
+
+    def attach(self, idx: int, base: int, window: memoryview) -> None: ...
+    def detach(self, idx: int) -> None: ...
+    def release(self) -> None: ...
+    def lookup(self, addr: int) -> int: ...
+    def bind(self, cls: int, idx: int, slab: int) -> None: ...
+    def unbind(self, cls: int) -> None: ...
+    def alloc_fast(self, cls: int) -> int: ...
+    def malloc(self, size: int) -> int: ...
+    def free_fast(self, addr: int) -> None: ...
+    def flush(self) -> None: ...
+    def write_byte(self, addr: int, value: int) -> None: ...
+    def apply(self, ops: np.ndarray, slots: np.ndarray) -> Any: ...
+    def drain_slots(self, slots: np.ndarray) -> int: ...
+
+
+class HeapState:
+    """Everything a heap holds below its API (see the module docstring)."""
+
+    kernel: KernelLike
+    registry: Registry
+    large: LargeBlocks
+
+    def __init__(self, config: Config, os: OSLayer, policy: ReleasePolicy) -> None:
+        self.config = config
+        self.os = os
+        self.policy = policy
+        self.lg = config.ss_lg
+        self.ss_bytes = K.ss_size(self.lg)
+        self.nslabs = K.nslabs(self.lg)
+        self.superslabs: list[Superslab | None] = [None] * config.max_superslabs
+        self.free_idx = list(range(config.max_superslabs))  # a heap (lowest index first)
+        self.n_active = 0
+        self.ever_superslabs = 0
+        self.has_unused: set[int] = set()
+        self.empty = [SlabSet() for _ in range(K.NUM_CLASSES)]  # EMPTY/DECOMMITTED slabs
+        self.partial = [SlabSet() for _ in range(K.NUM_CLASSES)]  # non-current, used < capacity
+        self.lru = SuperslabCache(config.ss_max_cached, config.ss_max_memory_mb << 20,
+                                  config.ss_ttl_sec, self.ss_bytes)
+        self.counters: dict[str, int] = dict.fromkeys(SLOW_COUNTERS, 0)
+        self.t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ clock
+    def seconds(self) -> float:
+        return time.monotonic() - self.t0
+
+    def ops(self) -> int:
+        return int(self.kernel.counters[K.C_OPS])
+
+    def clock(self) -> Clock:
+        return Clock(self.ops(), self.seconds())
+
+    # ------------------------------------------------------------------ superslabs
+    def superslab(self, idx: int) -> Superslab:
+        ss = self.superslabs[idx]
+        assert ss is not None, f"superslab {idx} is not mapped"
+        return ss
+
+    def mapped(self) -> Iterator[Superslab]:
+        """Every mapped superslab (active and cached), lowest index first."""
+        return (ss for ss in self.superslabs if ss is not None)
+
+    def active(self) -> Iterator[Superslab]:
+        return (ss for ss in self.superslabs if ss is not None and ss.state == K.SS_ACTIVE)
+
+    def is_current(self, cls: int, idx: int, slab: int) -> bool:
+        kern = self.kernel
+        return bool(kern.cur_ss[cls] == idx and kern.cur_slab[cls] == slab)
+
+    def bind(self, cls: int, idx: int, slab: int) -> None:
+        """Make (idx, slab) the current slab of ``cls`` (-1, -1: none)."""
+        bind = getattr(self.kernel, "bind", None)  # TEMP until both kernels have bind/unbind
+        if bind is not None:
+            if idx < 0:
+                self.kernel.unbind(cls)
+            else:
+                bind(cls, idx, slab)
+        else:
+            self.kernel.cur_ss[cls] = idx
+            self.kernel.cur_slab[cls] = slab
+
+    def bound(self) -> dict[tuple[int, int], int]:
+        """(superslab, slab) -> class, for every class's current slab."""
+        kern = self.kernel
+        return {(int(kern.cur_ss[c]), int(kern.cur_slab[c])): c for c in range(K.NUM_CLASSES)
+                if kern.cur_ss[c] >= 0}
+
+    def fc_by_slab(self) -> dict[tuple[int, int], int]:
+        """(superslab, slab) -> blocks of it held in the front caches."""
+        out: dict[tuple[int, int], int] = {}
+        kern = self.kernel
+        for cls in range(K.NUM_CLASSES):
+            for h in kern.fc[cls, :kern.fc_count[cls]].tolist():
+                key = (h >> 32, (h & 0xFFFFFFFF) >> K.SLAB_LG)
+                out[key] = out.get(key, 0) + 1
+        return out
+
+    def front_cache_blocks(self) -> int:
+        return int(self.kernel.fc_count.sum())
+
+    def committed_superslab_bytes(self) -> int:
+        """Active superslabs plus warm cached ones (the LEAN budget is compared with this)."""
+        return (self.n_active + self.lru.warm_count()) * self.ss_bytes
