@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from .errors import (
     AllocatorError,
+    ConcurrentUseError,
     ConfigError,
     DoubleFreeError,
     HeapClosedError,
@@ -56,21 +57,24 @@ from .errors import (
     InvalidSizeError,
     OSLayerError,
     TraceError,
+    UnmodelledOptionWarning,
 )
-from .heap import Clock, Heap, PolicyContext
+from .heap import Heap
 from .kernel import available_kernels, kernel_name
 from .options import OPTIONS, Config, Option
 from .policy import (
+    Clock,
     DelayedSlabPurgePolicy,
     FastPolicy,
     LeanPolicy,
+    PolicyContext,
     Release,
     ReleasePolicy,
     SlabEvent,
     SuperslabEvent,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (setup.cfg reads it)
 
 _toc = {
     "heap": ["Heap", "Config", "Option", "OPTIONS", "Clock", "kernel_name", "available_kernels"],
@@ -78,7 +82,8 @@ _toc = {
                  "SlabEvent", "SuperslabEvent", "PolicyContext"],
     "errors": ["AllocatorError", "DoubleFreeError", "InvalidPointerError", "HeapCorruptionError",
                "InvalidSizeError", "HeapClosedError", "ConfigError", "OSLayerError",
-               "HeapExhaustedError", "TraceError"],
+               "HeapExhaustedError", "TraceError", "ConcurrentUseError"],
+    "warnings": ["UnmodelledOptionWarning"],
 }
 
 __all__ = [
@@ -87,7 +92,8 @@ __all__ = [
     "SlabEvent", "SuperslabEvent", "PolicyContext",
     "AllocatorError", "DoubleFreeError", "InvalidPointerError", "HeapCorruptionError",
     "InvalidSizeError", "HeapClosedError", "ConfigError", "OSLayerError",
-    "HeapExhaustedError", "TraceError",
+    "HeapExhaustedError", "TraceError", "ConcurrentUseError",
+    "UnmodelledOptionWarning",
 ]
 # Keep the documented table of contents and the implementation in step (SimPy's _toc guard).
 assert __all__ == [name for group in _toc.values() for name in group]

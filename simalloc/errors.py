@@ -20,13 +20,26 @@ exception                  raised when
 ``OSLayerError``           the kernel refused mmap/madvise/munmap (e.g. ENOMEM)
 ``HeapExhaustedError``     the heap's superslab table is full (``max_superslabs``)
 ``TraceError``             a replayed operation stream is malformed
+``ConcurrentUseError``     a heap is entered while another call is still inside it (a second
+                           thread, or a signal handler re-entering); nothing was changed
 =========================  ===============================================================
+
+One warning category (never an error; issued with :func:`warnings.warn`):
+
+===========================  =============================================================
+warning                      issued when
+===========================  =============================================================
+``UnmodelledOptionWarning``  ``Config.from_env`` finds ``HAKMEM_*`` variables that are not
+                             in simalloc's option table (e.g. ``HAKMEM_PROFILE``): one
+                             warning per call, naming all of them; they are ignored
+===========================  =============================================================
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AllocatorError",
+    "ConcurrentUseError",
     "ConfigError",
     "DoubleFreeError",
     "HeapClosedError",
@@ -36,6 +49,7 @@ __all__ = [
     "InvalidSizeError",
     "OSLayerError",
     "TraceError",
+    "UnmodelledOptionWarning",
 ]
 
 
@@ -78,3 +92,13 @@ class HeapExhaustedError(AllocatorError, MemoryError):
 class TraceError(AllocatorError, ValueError):
     """A replayed operation stream is malformed (free of an empty slot, malloc into a full one,
     unknown op kind, slot out of range, a slots array of the wrong type)."""
+
+
+class ConcurrentUseError(AllocatorError, RuntimeError):
+    """The heap is busy: another call (another thread, or a signal handler that interrupted a
+    call) is inside it.  A heap serves one call at a time; share it with a lock."""
+
+
+class UnmodelledOptionWarning(UserWarning):
+    """``HAKMEM_*`` variables in the environment that simalloc does not model (they are ignored;
+    ``simalloc options`` lists the variables it reads)."""

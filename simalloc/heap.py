@@ -11,14 +11,18 @@ Layers, each with one job (only the bottom one makes syscalls)::
       reports, check()               what the heap says about itself           reports.py, checker.py
     OSLayer                          mmap / madvise / munmap, counted          oslayer/
 
-Threading contract: a heap belongs to one thread at a time.  Calls from several threads at
-once are not supported (protect a shared heap with a lock); see the README.
+Threading contract: a heap serves one call at a time.  Every public method takes the heap's
+lock without waiting; a second call that arrives while one is inside (another thread, or a
+signal handler that interrupted a call) raises :class:`~simalloc.errors.ConcurrentUseError`
+before it changes anything.  ``close()`` arriving that way is deferred: the running call
+closes the heap when it returns.  Share a heap between threads behind your own lock.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,6 +32,7 @@ from . import constants as K
 from . import reports
 from .checker import check_state
 from .errors import (
+    ConcurrentUseError,
     HeapClosedError,
     HeapCorruptionError,
     InvalidPointerError,
@@ -49,14 +54,27 @@ __all__ = ["Clock", "Heap", "PolicyContext"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _busy() -> ConcurrentUseError:
+    return ConcurrentUseError("heap is busy: another call is inside it (a second thread, or a "
+                              "signal handler interrupting a call); a heap serves one call at a time")
+
+
 def _open(method: F) -> F:
-    """Refuse the call with HeapClosedError once the heap is closed."""
+    """The entry of every public method: refuse a closed heap (HeapClosedError) and a busy one
+    (ConcurrentUseError), hold the heap's lock for the call, run a deferred close after it."""
 
     @functools.wraps(method)
     def wrapper(self: Heap, *args: Any, **kwargs: Any) -> Any:
         if self._closed:
             raise HeapClosedError("heap is closed")
-        return method(self, *args, **kwargs)
+        if not self._lock.acquire(False):
+            raise _busy()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._lock.release()
+            if self._close_pending:
+                self.close()
 
     return wrapper  # type: ignore[return-value]
 
@@ -73,6 +91,8 @@ class Heap:
     def __init__(self, config: Config | None = None, *, policy: ReleasePolicy | str | None = None,
                  os: OSLayer | None = None, **overrides: Any) -> None:
         self._closed = True  # until fully built: a failed __init__ leaves nothing to close
+        self._lock = threading.Lock()
+        self._close_pending = False
         if isinstance(policy, str):  # Heap(policy="lean") names the option, not an instance
             overrides["policy"], policy = policy, None
         elif policy is not None and not isinstance(policy, ReleasePolicy):
@@ -122,9 +142,16 @@ class Heap:
             raise HeapClosedError("heap is closed")
         if type(size) is not int or size < 0 or size > K.MAX_REQUEST:
             size = check_size(size)
-        p: int = self.kernel.malloc(size)
-        if self._check_every_op:
-            self.check()
+        if not self._lock.acquire(False):
+            raise _busy()
+        try:
+            p: int = self.kernel.malloc(size)
+            if self._check_every_op:
+                self._check()
+        finally:
+            self._lock.release()
+            if self._close_pending:
+                self.close()
         return p
 
     def free(self, ptr: int) -> None:
@@ -135,9 +162,16 @@ class Heap:
             ptr = check_pointer(ptr)
             if not ptr:
                 return
-        self.kernel.free_fast(ptr)
-        if self._check_every_op:
-            self.check()
+        if not self._lock.acquire(False):
+            raise _busy()
+        try:
+            self.kernel.free_fast(ptr)
+            if self._check_every_op:
+                self._check()
+        finally:
+            self._lock.release()
+            if self._close_pending:
+                self.close()
 
     @_open
     def calloc(self, n: int, size: int) -> int:
@@ -146,12 +180,7 @@ class Heap:
         total = n * size
         if total > K.MAX_REQUEST:
             raise InvalidSizeError(f"calloc({n}, {size}): {total} bytes overflows the request limit")
-        p = self.malloc(total)
-        if total:
-            v = self._slow.view(p)
-            v[:total] = bytes(total)
-            v.release()
-        return p
+        return self._slow.calloc(total)
 
     @_open
     def realloc(self, ptr: int, size: int) -> int:
@@ -160,11 +189,9 @@ class Heap:
         and returns 0 (glibc's behaviour)."""
         size = check_size(size)
         ptr = check_pointer(ptr)
-        if not ptr:
-            return self.malloc(size)
-        new = self._slow.realloc(ptr, size)
+        new = self._slow.realloc(ptr, size) if ptr else self.kernel.malloc(size)
         if self._check_every_op:
-            self.check()
+            self._check()
         return new
 
     @_open
@@ -226,10 +253,17 @@ class Heap:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Unmap everything.  Further use raises HeapClosedError.  Idempotent."""
+        """Unmap everything.  Further use raises HeapClosedError.  Idempotent.  Called while
+        another call is inside the heap (a signal handler, another thread), it is deferred
+        until that call returns."""
         if self._closed:
             return
+        if not self._lock.acquire(False):
+            self._close_pending = True
+            return
+        self._close_pending = False
         self._closed = True
+        self._lock.release()
         self._slow.close()
         if self.config.os_stats:  # hakmem prints it once, at exit, after everything is unmapped
             print(reports.os_stats_line(self._st), file=sys.stderr)
@@ -288,6 +322,9 @@ class Heap:
     def check(self) -> None:
         """Walk every invariant (slab and superslab state machines, free lists, front caches,
         LRU, registry, accounting).  Raises HeapCorruptionError on the first violation."""
+        self._check()
+
+    def _check(self) -> None:
         try:
             check_state(self._st)
         except AssertionError as exc:

@@ -203,6 +203,18 @@ class HeapSlowPath:
         kern.free_fast(ptr)
         return new
 
+    def calloc(self, total: int) -> int:
+        """A zeroed block of ``total`` bytes, zeroed in place: a large block is a fresh private
+        mapping (the kernel hands out zero pages; nothing is touched), any other block is
+        cleared through its view (at most a few KiB, no temporary of the block's size)."""
+        st = self.st
+        p = st.kernel.malloc(total)
+        if total and p not in st.large:
+            v = self.view(p)
+            v[:total] = bytes(total)
+            v.release()
+        return p
+
     def usable_size(self, ptr: int) -> int:
         if ptr in self.st.large:
             return self.st.large.usable_size(ptr)

@@ -38,7 +38,7 @@ def still_works(heap: simalloc.Heap) -> None:
 def test_all_exceptions_subclass_allocator_error():
     for name in simalloc.__all__:
         obj = getattr(simalloc, name)
-        if isinstance(obj, type) and issubclass(obj, BaseException):
+        if isinstance(obj, type) and issubclass(obj, Exception) and not issubclass(obj, Warning):
             assert issubclass(obj, AllocatorError), name
     assert issubclass(InvalidPointerError, ValueError)
     assert issubclass(InvalidSizeError, ValueError)
@@ -213,7 +213,7 @@ def test_use_after_close(make_heap):
         lambda: heap.realloc(0, 20), lambda: heap.usable_size(p), lambda: heap.view(p),
         lambda: heap.view(big), lambda: heap.trim(), lambda: heap.tick(), lambda: heap.stats(),
         lambda: heap.residency(), lambda: heap.memory_report(), lambda: heap.check(),
-        lambda: heap.empty_report(), lambda: heap.explain_lean(),
+        lambda: heap.empty_report(),
         lambda: heap.replay(ops, slots), lambda: heap.run_mixed(10, 4, 1, slots),
         lambda: heap.drain_slots(slots),
     ]
