@@ -1,6 +1,8 @@
 """Side-by-side speed of simalloc's kernels against real allocators, measured in one run.
 
-Covers: the Cython batch kernel vs the native C driver with glibc (same Mixed op stream),
+Covers: the Cython batch kernel (``simalloc.workloads.run_mixed``: the Mixed stream from the
+compiled generator in chunks, replayed by the kernel's ``apply``) vs the native C driver with
+glibc (same Mixed op stream),
 per-call ``heap.malloc``/``free`` from a Python loop vs libc ``malloc``/``free`` through ctypes
 from the same loop, Cython vs pure Python, and how throughput and the simulator's own memory
 scale with the working set (WS=400, 4000, and one large enough for ~a million live blocks).
@@ -24,9 +26,7 @@ import time
 import numpy as np
 
 import simalloc
-from simalloc.workloads.mixed import mixed_ops
-
-PREFAULT_SALT = 0xDEADBEEF
+from simalloc.workloads.mixed import PREFAULT_SEED_OFFSET, mixed_ops, run_mixed
 
 
 def _mixed_heap_run(kernel: str, cycles: int, ws: int, seed: int = 1) -> dict:
@@ -34,9 +34,9 @@ def _mixed_heap_run(kernel: str, cycles: int, ws: int, seed: int = 1) -> dict:
     cfg = simalloc.Config.defaults(kernel=kernel)
     with simalloc.Heap(cfg) as heap:
         slots = np.zeros(ws, np.uint64)
-        heap.run_mixed(max(cycles // 10, 1), ws, seed + PREFAULT_SALT, slots)
+        run_mixed(heap, max(cycles // 10, 1), ws, seed + PREFAULT_SEED_OFFSET, slots)
         t0 = time.perf_counter()
-        heap.run_mixed(cycles, ws, seed, slots)
+        run_mixed(heap, cycles, ws, seed, slots)
         live = int(np.count_nonzero(slots))
         res = heap.residency()
         heap.drain_slots(slots)

@@ -9,7 +9,9 @@
    says (UNUSED: none; EMPTY/DECOMMITTED: ``empty[cls]``; ACTIVE: bound, ``partial[cls]`` or
    full);
 3. the counts: active superslabs, live blocks (headers vs the kernel's counter);
-4. the slab sets, the LRU, the registry, and the memory report (parts sum to mapped bytes).
+4. the slab sets, the LRU, the registry, the warm pools (each entry an ACTIVE superslab, no
+   duplicates, within the size), the Mid regions (page tables against counts, free stacks and
+   allocation bits; see ``mid.MidTier.check``), and the memory report (parts sum to mapped bytes).
 
 It raises ``AssertionError``; ``Heap.check()`` turns that into ``HeapCorruptionError``.
 """
@@ -107,4 +109,6 @@ def check_state(st: HeapState) -> None:
             assert ss is not None and ss.state == K.SS_ACTIVE
     st.lru.check()
     st.registry.check(expected_registry)
+    st.warm.check(st)
+    st.mid.check()
     memory_report(st)

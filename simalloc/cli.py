@@ -7,6 +7,7 @@
     simalloc soak    [--duration 10 --epoch 1] [--csv soak.csv] [--json]
     simalloc ab      [--a KEY=VALUE,... | --a-config FILE] [--b ... | --b-config FILE]
                      [--runs 3 --epochs 10] [--json] [--report DIR] [--native] [--isolate]
+                     [--gate]
     simalloc native  [--ops N --ws 400 --seed 1 --runs 1]
     simalloc options [--set KEY=VALUE,...]
 
@@ -16,22 +17,67 @@ per side.  Override keys are option names or environment names (``simalloc optio
 them); ``--a``/``--b`` are merged into those defaults.  Every command prints the kernel in use;
 ``--kernel python|cython|auto`` picks it (option ``kernel``, env ``SIMALLOC_KERNEL``).
 
-Exit codes: 0 ok; 1 the run failed (the allocator raised, a native build is unavailable);
-2 usage or configuration error (an invalid override prints one line naming the variable).
+Exit codes (``simalloc COMMAND --help`` shows each command's):
+
+== ========================================================================================
+0  the command completed; for ``ab``: the experiment completed, whatever the verdict
+1  a run failed: the allocator or its release policy raised, an isolated run's process died
+   (``ab``, ``run``, ``bench``, ``soak``); no native allocator could be run (``native``)
+2  usage or configuration error, before anything runs: a bad argument, an invalid option or
+   override (one line naming the variable), an unknown workload, ``--report`` without
+   matplotlib (``pip install "simalloc[plot]"``)
+3  ``ab --gate``: the verdict is NEUTRAL
+4  ``ab --gate``: the verdict is NO-GO
+== ========================================================================================
+
+A failed run outranks the verdict: ``ab --gate`` exits 1, not 4, when a run crashed.
+``HAKMEM_*`` variables that simalloc does not model are named once per command on stderr
+(``simalloc: warning: ...``) and ignored.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from .errors import ConfigError
+from . import __version__
+from .errors import AllocatorError, ConfigError, UnmodelledOptionWarning
 from .kernel import kernel_name
 
-__all__ = ["CYTHON_OPS", "main"]
+__all__ = ["CYTHON_OPS", "EXIT_FAILED", "EXIT_NEUTRAL", "EXIT_NO_GO", "EXIT_OK", "EXIT_USAGE", "main"]
+
+#: Exit codes (module docstring).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NEUTRAL = 3
+EXIT_NO_GO = 4
+
+_EXIT_RUN = """exit status:
+  0  the run completed
+  1  the run failed (the allocator or its release policy raised, an isolated process died)
+  2  usage or configuration error (nothing ran)"""
+_EXIT_BENCH = """exit status:
+  0  every run completed
+  1  a run failed (the allocator or its release policy raised, an isolated process died)
+  2  usage or configuration error (nothing ran)"""
+_EXIT_SOAK = """exit status:
+  0  the soak completed
+  1  the soak failed (the allocator or its release policy raised)
+  2  usage or configuration error (nothing ran)"""
+_EXIT_AB = """exit status:
+  0  the experiment completed, whatever the verdict (GO, NEUTRAL or NO-GO)
+  1  a run failed (the allocator or its release policy raised, an isolated process died);
+     the verdict printed is not a judgment of a completed experiment
+  2  usage or configuration error (nothing ran), e.g. --report without matplotlib
+  3  with --gate: the verdict is NEUTRAL
+  4  with --gate: the verdict is NO-GO
+A failed run outranks the verdict: with --gate a crash exits 1, not 4."""
 
 #: Default ``--ops`` when the heaps run the Cython kernel (~30M ops/s: ~0.2 s per run); the
 #: pure-Python kernel (~0.4M ops/s) gets the per-command default (200,000 for run and ab).
@@ -109,6 +155,26 @@ def _dump_json(doc: Any, out: TextIO) -> None:
     out.write("\n")
 
 
+def _finite(text: str) -> float:
+    """argparse type: a finite float (``nan``/``inf`` are usage errors, exit 2)."""
+    try:
+        val = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(val) or val < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return val
+
+
+def _fail(cmd: str, failed: list[str], total: int, what: str = "run") -> int:
+    """Report failed runs on stderr; returns EXIT_FAILED."""
+    _log(f"simalloc {cmd}: error: {len(failed)} of {total} {what}(s) failed"
+         + ("; the verdict printed is not a judgment of a completed experiment" if cmd == "ab" else ""))
+    for line in failed:
+        _log(f"  {line}")
+    return EXIT_FAILED
+
+
 def _criteria(args: argparse.Namespace) -> Any:
     from .experiments.verdict import Criteria
 
@@ -126,7 +192,10 @@ def _criteria(args: argparse.Namespace) -> Any:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="simalloc",
-        description="simalloc: hakmem's superslab allocator with real memory; Phase 54 experiments.")
+        description="simalloc: hakmem's superslab allocator with real memory; Phase 54 experiments.",
+        epilog="exit status: 0 ok, 1 a run failed, 2 usage or configuration error; "
+               "ab --gate: 3 NEUTRAL, 4 NO-GO (see simalloc ab --help)")
+    p.add_argument("--version", action="version", version=f"simalloc {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
 
     kern = argparse.ArgumentParser(add_help=False)
@@ -150,14 +219,17 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE[,...]",
                         help="config override(s): option or env names, e.g. HAKMEM_SS_MEM_LEAN=1")
 
-    sp = sub.add_parser("run", parents=[kern], help="one measured run")
+    raw = argparse.RawDescriptionHelpFormatter
+    sp = sub.add_parser("run", parents=[kern], help="one measured run", epilog=_EXIT_RUN,
+                        formatter_class=raw)
     workload_args(sp, 200_000)
     set_arg(sp)
     sp.add_argument("--epochs", type=int, default=10, help="timed epochs (default 10)")
     sp.add_argument("--isolate", action="store_true", help="run in a fresh process")
     sp.add_argument("--json", action="store_true", help="print the RunResult as JSON")
 
-    sp = sub.add_parser("bench", parents=[kern], help="N runs of one config")
+    sp = sub.add_parser("bench", parents=[kern], help="N runs of one config",
+                        epilog=_EXIT_BENCH, formatter_class=raw)
     workload_args(sp, 100_000)
     set_arg(sp)
     sp.add_argument("--runs", type=int, default=3, help="runs (default 3)")
@@ -167,21 +239,23 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--native", action="store_true", help="add native allocator rows (Mixed)")
     sp.add_argument("--json", action="store_true", help="JSON output")
 
-    sp = sub.add_parser("soak", parents=[kern], help="one heap for a duration, per-epoch CSV")
+    sp = sub.add_parser("soak", parents=[kern], help="one heap for a duration, per-epoch CSV",
+                        epilog=_EXIT_SOAK, formatter_class=raw)
     sp.add_argument("--workload", default="mixed", help="workload (default mixed)")
     sp.add_argument("--ws", type=int, default=None,
                     help="working set (default: the workload's own; mixed 400)")
     sp.add_argument("--seed", type=int, default=1, help="seed of the first pass (default 1)")
     sp.add_argument("--param", action="append", metavar="KEY=VALUE[,...]", help="workload parameter(s)")
     set_arg(sp)
-    sp.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
-    sp.add_argument("--epoch", type=float, default=1.0, help="epoch seconds (default 1)")
+    sp.add_argument("--duration", type=_finite, default=10.0, help="seconds (default 10)")
+    sp.add_argument("--epoch", type=_finite, default=1.0, help="epoch seconds (default 1)")
     sp.add_argument("--pass-ops", type=int, default=200_000, help="timed ops per workload pass")
     sp.add_argument("--chunk-ops", type=int, default=2_000, help="ops per piece (epoch granularity)")
     sp.add_argument("--csv", default="soak.csv", help="per-epoch CSV path (default soak.csv; '-' = none)")
     sp.add_argument("--json", action="store_true", help="JSON summary")
 
-    sp = sub.add_parser("ab", parents=[kern], help="A/B with the Phase 54 verdict")
+    sp = sub.add_parser("ab", parents=[kern], help="A/B with the Phase 54 verdict", epilog=_EXIT_AB,
+                        formatter_class=raw)
     workload_args(sp, 200_000)
     sp.add_argument("--a", action="append", metavar="KEY=VALUE[,...]",
                     help="side A overrides, merged into HAKMEM_SS_MEM_LEAN=0")
@@ -196,37 +270,50 @@ def _parser() -> argparse.ArgumentParser:
                     help="each run in a fresh process (clean process peak RSS; slower)")
     sp.add_argument("--native", action="store_true", help="add native allocator rows (Mixed)")
     sp.add_argument("--json", action="store_true", help="JSON on stdout (verdict, a, b, delta, ...)")
-    sp.add_argument("--report", metavar="DIR", help="write DIR/report.md and PNG plots")
+    sp.add_argument("--report", metavar="DIR",
+                    help='write DIR/report.md and PNG plots (needs matplotlib: pip install "simalloc[plot]")')
+    sp.add_argument("--gate", action="store_true",
+                    help="exit 3 on NEUTRAL and 4 on NO-GO (default: 0 for any verdict)")
     g = sp.add_argument_group("criteria")
     g.add_argument("--resident-metric", choices=("peak", "mean", "final", "process_peak"),
                    default="peak", help="resident figure judged (default peak)")
     g.add_argument("--throughput-metric", choices=("median", "mean"), default="median")
     g.add_argument("--cv-metric", choices=("runs", "epochs"), default="runs")
-    g.add_argument("--rss-target-mb", type=float, default=10.0, help="GO target (default 10 MiB)")
-    g.add_argument("--drift-tolerance", type=float, default=0.0, help="drift %% tolerated (default 0)")
+    g.add_argument("--rss-target-mb", type=_finite, default=10.0, help="GO target (default 10 MiB)")
+    g.add_argument("--drift-tolerance", type=_finite, default=0.0, help="drift %% tolerated (default 0)")
     g.add_argument("--drift-metric", choices=("settled", "first_last"), default="settled",
                    help="drift judged: second half of the epochs (default) or first -> last epoch")
 
-    sp = sub.add_parser("native", help="the Mixed loop in C under glibc / jemalloc / mimalloc / tcmalloc")
+    sp = sub.add_parser("native", help="the Mixed loop in C under glibc / jemalloc / mimalloc / tcmalloc",
+                        epilog="exit status: 0 at least one allocator ran, 1 none could be run, 2 usage error",
+                        formatter_class=raw)
     sp.add_argument("--ops", type=int, default=2_000_000, help="cycles (default 2,000,000)")
     sp.add_argument("--ws", type=int, default=400)
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--runs", type=int, default=1)
     sp.add_argument("--json", action="store_true")
 
-    sp = sub.add_parser("options", parents=[kern], help="print every option, value and env name")
+    sp = sub.add_parser("options", parents=[kern], help="print every option, value and env name",
+                        epilog="exit status: 0 the configuration is valid (a heap can be built with it), "
+                               "2 it is not (one line naming the variable)", formatter_class=raw)
     set_arg(sp)
+    from .trace.cli import add_subcommands  # strace, verify, replay, record (issue 10)
+
+    _COMMANDS.update(add_subcommands(sub))
     return p
 
 
 # ---------------------------------------------------------------------------- commands
 def _cmd_options(args: argparse.Namespace) -> int:
     from .experiments.overrides import validate_overrides
+    from .policy import make_policy
 
     cfg = validate_overrides(_base_overrides(args))
-    print(f"kernel: {kernel_name(cfg.kernel)}")
+    kern = kernel_name(cfg.kernel)
+    make_policy(cfg)  # the checks Heap() adds to the Config's: the policy loads and constructs
+    print(f"kernel: {kern}")
     print(cfg.dump())
-    return 0
+    return EXIT_OK
 
 
 def _run_spec(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
@@ -254,8 +341,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _info(args, f"config: {format_overrides(overrides)}")
     r = run_once(spec, isolate=args.isolate)
     if args.json:
-        _dump_json(r.as_dict(), sys.stdout)
-        return 1 if r.error else 0
+        from .experiments.ab import DESCRIPTIONS
+
+        _dump_json({**r.as_dict(), "descriptions": dict(DESCRIPTIONS)}, sys.stdout)
+        return _fail("run", [r.error], 1) if r.error else EXIT_OK
     if r.error:
         print(f"ERROR: {r.error}")
     print(f"policy: {r.policy}")
@@ -264,11 +353,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(r.stats_line)
     print(f"residency: heap resident peak {r.peak_resident_bytes >> 10} KiB, mean "
           f"{r.mean_resident_bytes / 1024:,.0f} KiB, final {r.final_resident_bytes >> 10} KiB "
-          f"(drift first->last {r.drift_pct:+.2f}%, settled {r.drift_settled_pct:+.2f}%); lazyfree {(r.epoch_lazyfree_bytes or [0])[-1] >> 10} KiB; "
-          f"process VmRSS {r.process_rss_bytes >> 10} KiB, VmHWM {r.process_peak_rss_bytes >> 10} KiB")
+          f"(drift first->last {r.drift_pct:+.2f}%, settled {r.drift_settled_pct:+.2f}%); "
+          f"lazyfree {(r.epoch_lazyfree_bytes or [0])[-1] >> 10} KiB; "
+          f"whole process incl. the Python interpreter: VmRSS {r.process_rss_bytes >> 10} KiB, "
+          f"VmHWM {r.process_peak_rss_bytes >> 10} KiB")
     print(f"syscalls: {r.syscalls} in the timed part ({r.syscalls_per_op:.3g}/op)")
     print(f"lean: {r.explain_lean}")
-    return 1 if r.error else 0
+    return _fail("run", [r.error], 1) if r.error else EXIT_OK
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -292,7 +383,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(format_bench(res))
         print(f"lean: {res.table.get('explain_lean')}")
-    return 1 if res.table["errors"] else 0
+    return _fail("bench", res.failed_runs, len(res.runs)) if res.failed_runs else EXIT_OK
 
 
 def _cmd_soak(args: argparse.Namespace) -> int:
@@ -318,7 +409,7 @@ def _cmd_soak(args: argparse.Namespace) -> int:
     else:
         print(format_soak(res))
         print(f"lean: {res.explain_lean}")
-    return 1 if res.error else 0
+    return _fail("soak", [res.error], 1, "soak") if res.error else EXIT_OK
 
 
 def _side_overrides(args: argparse.Namespace, side: str, default: dict[str, str],
@@ -343,10 +434,21 @@ def _side_overrides(args: argparse.Namespace, side: str, default: dict[str, str]
 
 
 def _cmd_ab(args: argparse.Namespace) -> int:
-    from .experiments.ab import DEFAULT_A, DEFAULT_B, AbSpec, format_table, run_ab, write_report
+    from .experiments.ab import (
+        DEFAULT_A,
+        DEFAULT_B,
+        AbSpec,
+        format_table,
+        require_matplotlib,
+        run_ab,
+        write_report,
+    )
     from .experiments.bench import collect_native
     from .experiments.overrides import format_overrides
+    from .experiments.verdict import NEUTRAL, NO_GO
 
+    if args.report:
+        require_matplotlib()  # ImportError -> exit 2 before anything runs
     base: dict[str, Any] = {"kernel": args.kernel} if args.kernel else {}
     a = _side_overrides(args, "a", DEFAULT_A, base)
     b = _side_overrides(args, "b", DEFAULT_B, base)
@@ -381,7 +483,11 @@ def _cmd_ab(args: argparse.Namespace) -> int:
     else:
         print(format_table(res))
     _info(args, f"lean (B): {res.b.get('explain_lean')}")
-    return 0
+    if res.failed_runs:
+        return _fail("ab", res.failed_runs, 2 * args.runs)
+    if args.gate:
+        return {NEUTRAL: EXIT_NEUTRAL, NO_GO: EXIT_NO_GO}.get(res.verdict.label, EXIT_OK)
+    return EXIT_OK
 
 
 def _cmd_native(args: argparse.Namespace) -> int:
@@ -432,13 +538,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code) if isinstance(exc.code, int) else 2
-    try:
-        return _COMMANDS[args.cmd](args)
-    except ConfigError as exc:
-        print(f"simalloc {args.cmd}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("simalloc: interrupted", file=sys.stderr)
-        return 130
+    except SystemExit as exc:  # argparse: --help / --version (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, UnmodelledOptionWarning):  # one line, once per command
+            if str(message) not in shown:
+                shown.add(str(message))
+                print(f"simalloc: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default_show(message, category, *rest, **kw)
+
+    with warnings.catch_warnings():
+        default_show = warnings.showwarning
+        warnings.simplefilter("always", UnmodelledOptionWarning)
+        warnings.showwarning = show
+        try:
+            return _COMMANDS[args.cmd](args)
+        except ConfigError as exc:
+            print(f"simalloc {args.cmd}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except ImportError as exc:
+            if exc.name != "matplotlib":
+                raise
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+        except AllocatorError as exc:  # the allocator failed outside a measured run
+            print(f"simalloc {args.cmd}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("simalloc: interrupted", file=sys.stderr)
+            return 130

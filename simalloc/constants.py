@@ -75,7 +75,7 @@ H_INDEX = 2  # slot index of this superslab in the heap's tables
 H_NSLABS = 3  # slabs in this superslab
 H_ACTIVE_SLABS = 4  # slabs with used > 0
 H_TOTAL_ACTIVE = 5  # sum of `used` over the slabs (release guard: must be 0)
-H_STATE = 6  # SS_ACTIVE / SS_CACHED / SS_DECOMMITTED
+H_STATE = 6  # reserved (0): the superslab's state lives in its Superslab object
 H_GENERATION = 7  # bumped every time the superslab is (re)activated
 SS_META_OFFSET = 64  # byte offset of the slab meta array
 SLAB_META_WORDS = 8  # u32 words per slab meta record (32 bytes)
@@ -101,6 +101,16 @@ SLAB_STATE_NAMES = ("UNUSED", "ACTIVE", "EMPTY", "DECOMMITTED")
 SS_ACTIVE = 1
 SS_CACHED = 2
 SS_STATE_NAMES = {SS_ACTIVE: "ACTIVE", SS_CACHED: "CACHED"}
+
+# Kernel counter slots (the kernel's shared int64 ``counters`` array; named here, once).
+C_OPS = 0  # operations applied (malloc + free + realloc)
+C_LIVE = 1  # live tiny blocks (handed to the user)
+C_REFILLS = 2  # front-cache refills from the current slab
+C_DRAINS = 3  # front-cache drains back to slabs
+C_SLOW = 4  # calls into the slow path (refill_slow)
+C_NEXT_TICK = 5  # operation count at which the next policy tick is due
+N_COUNTERS = 16  # slots reserved (unused ones stay 0)
+KERNEL_COUNTER_NAMES = ("ops", "live", "refills", "drains", "slow_refills", "next_tick")
 
 # Operation kinds of a replayable operation stream (rows of an int64 array: kind, slot, size).
 OP_MALLOC = 0
@@ -164,3 +174,27 @@ assert list(CLASS_STRIDES) == sorted(CLASS_STRIDES), "strides ascend"
 assert CLASS_STRIDES[0] >= NEXT_LINK_OFFSET + 4, "a free block must hold its next-link"
 assert SLAB_SIZE // CLASS_STRIDES[0] < 1 << 16, "block counts fit u16 (hakmem's meta)"
 assert NUM_CLASSES <= 16 and ALLOC_TAG & 0x0F == 0 and FREE_TAG & 0x0F == 0
+
+# ---- Pool/Mid tier (simalloc/mid.py; hakmem-design.md s2: 8/16/32 KB classes) ---------------
+#: Mid block sizes (headerless: the user pointer is the block start; the class lives in the
+#: region's page table).  A request above the tiny limit goes to the smallest that holds it.
+MID_CLASSES: tuple[int, ...] = (8192, 16384, 32768)
+#: Largest request the Mid tier serves; above it the large (direct mmap) path.
+MID_MAX_SIZE: int = MID_CLASSES[-1]
+#: A Mid region: one mapping aligned to its own size, carved into MID_PAGE pages.
+MID_REGION_LG: int = 21
+MID_REGION_SIZE: int = 1 << MID_REGION_LG
+#: Mid page: the unit assigned to one Mid class (64 KiB, like a slab: 8, 4 or 2 blocks).
+MID_PAGE_SIZE: int = SLAB_SIZE
+MID_PAGES: int = MID_REGION_SIZE // MID_PAGE_SIZE
+#: Page 0 of a region is its header page ('MIDR' magic, index); blocks live in pages 1..N-1.
+MID_MAGIC: int = 0x5244494D  # 'MIDR' little-endian
+MID_HEADER_PAGES: int = 1
+
+#: Largest user size the tiny classes serve in hakmem (HAKMEM_TINY_MAX_CLASS=7): 1023 B.
+HAKMEM_TINY_MAX_SIZE: int = 1023
+
+assert all(c % 8 == 0 and MID_PAGE_SIZE % c == 0 for c in MID_CLASSES), "Mid blocks tile a page"
+assert MID_CLASSES[0] > TINY_MAX_SIZE, "Mid classes start above every tiny class"
+assert MID_REGION_SIZE % MID_PAGE_SIZE == 0 and MID_PAGES > MID_HEADER_PAGES
+assert MID_PAGE_SIZE // MID_CLASSES[0] <= 8, "a page's allocation bits fit one byte"

@@ -31,7 +31,8 @@ warning                      issued when
 ===========================  =============================================================
 ``UnmodelledOptionWarning``  ``Config.from_env`` finds ``HAKMEM_*`` variables that are not
                              in simalloc's option table (e.g. ``HAKMEM_PROFILE``): one
-                             warning per call, naming all of them; they are ignored
+                             warning per call, naming all of them; they are ignored.
+                             A ``UserWarning`` (and an ``AllocatorError``, for ``-W error``)
 ===========================  =============================================================
 """
 
@@ -99,6 +100,8 @@ class ConcurrentUseError(AllocatorError, RuntimeError):
     call) is inside it.  A heap serves one call at a time; share it with a lock."""
 
 
-class UnmodelledOptionWarning(UserWarning):
+class UnmodelledOptionWarning(UserWarning, AllocatorError):
     """``HAKMEM_*`` variables in the environment that simalloc does not model (they are ignored;
-    ``simalloc options`` lists the variables it reads)."""
+    ``simalloc options`` lists the variables it reads).  A warning, never raised by simalloc;
+    it also derives from :class:`AllocatorError` so that, with warnings turned into errors
+    (``-W error``), ``except simalloc.AllocatorError`` still catches everything simalloc raises."""

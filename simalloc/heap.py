@@ -111,7 +111,7 @@ class Heap:
         st = HeapState(config, self.os, self.policy)
         self._slow = HeapSlowPath(st)
         kmod = load_kernel(config.kernel)
-        lut = K.build_size_lut(config.tiny_max_class)
+        lut = K.build_size_lut(config.tiny_max_class)[:config.tiny_max_size + 1]  # tiny limit
         self.kernel: KernelLike = kmod.Kernel(
             self._slow, st.lg, config.max_superslabs, config.front_cache_cap,
             config.front_refill_batch, config.front_drain_batch, lut, K.CLASS_STRIDES,

@@ -1,8 +1,13 @@
-"""Kernel selection: the Cython hot path if it was built, else its pure-Python twin.
+"""Kernel selection, and the kernel's contract with the slow path.
 
-``SIMALLOC_KERNEL`` (option ``kernel``) = ``auto`` (Cython if importable), ``cython`` (fail if
-not built) or ``python`` (always the twin: step through it in pdb).  Selection is per heap, so
-one process can run both (the parity tests do).
+There is one hot-path source, ``simalloc/_kernel_py.py`` (Cython pure Python mode): imported as
+is it is the ``python`` kernel; compiled by ``setup.py`` (with ``kernels/_kernel.pxd``) it is
+``simalloc._kernel``, the ``cython`` kernel.  ``SIMALLOC_KERNEL`` (option ``kernel``) = ``auto``
+(Cython if importable), ``cython`` (fail if not built) or ``python`` (always the plain one:
+step through it in pdb).  Selection is per heap, so one process can run both (the parity tests
+do).
+
+:class:`SlowPath` lists every callback the kernel makes into the heap.
 """
 
 from __future__ import annotations
@@ -10,10 +15,50 @@ from __future__ import annotations
 import os
 import warnings
 from types import ModuleType
+from typing import Protocol
 
 from .errors import ConfigError
 
-__all__ = ["available_kernels", "kernel_name", "load_kernel"]
+__all__ = ["SlowPath", "available_kernels", "kernel_name", "load_kernel"]
+
+
+class SlowPath(Protocol):
+    """What the hot path calls when it cannot proceed (the heap implements it).
+
+    Exactly these callbacks, each entered from the kernel (``Kernel(slow, ...)``); every one may
+    raise, and the error propagates out of the kernel call that triggered it."""
+
+    def refill_slow(self, cls: int) -> None:
+        """Class ``cls`` has no current slab with blocks left: bind one (``Kernel.bind``)."""
+
+    def slab_empty(self, idx: int, slab: int) -> None:
+        """Slab ``slab`` of superslab ``idx`` just got its last block back (``used == 0``)."""
+
+    def slab_partial(self, idx: int, slab: int) -> None:
+        """A full slab that is not current is a quarter free again."""
+
+    def free_slow(self, addr: int) -> None:
+        """``free(addr)`` of an address outside every superslab (a large block, or an error)."""
+
+    def free_error(self, addr: int) -> None:
+        """``free(addr)`` rejected by the hot path's checks: diagnose and raise."""
+
+    def corrupt_block(self, idx: int, off: int, where: str) -> None:
+        """A free block's header byte was overwritten (``where``: front cache / free list):
+        raise."""
+
+    def malloc_large(self, size: int) -> int:
+        """Allocate ``size`` bytes beyond the tiny classes; returns the user address."""
+
+    def write_byte_slow(self, addr: int, value: int) -> None:
+        """Store a byte at ``addr`` outside every superslab (a large block)."""
+
+    def apply_other(self, kind: int, cur: int, size: int) -> int:
+        """Replay an operation the kernel does not handle (realloc: ``kind`` OP_REALLOC) on the
+        slot's current address ``cur``; returns the slot's new address."""
+
+    def tick(self) -> None:
+        """Every ``tick_interval`` operations: the policy clock."""
 
 
 def _import_cython() -> ModuleType | None:
@@ -55,7 +100,7 @@ def kernel_name(name: str | None = None) -> str:
 
 
 def available_kernels() -> list[str]:
-    """Kernels importable in this installation (``python`` always)."""
+    """Kernels importable in this installation (``python`` always; ``cython`` if built)."""
     out = ["python"]
     if _import_cython() is not None:
         out.insert(0, "cython")

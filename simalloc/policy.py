@@ -37,7 +37,7 @@ Decision table of :class:`LeanPolicy` (branches numbered as in the code):
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .constants import SLAB_EMPTY
@@ -59,6 +59,7 @@ __all__ = [
     "ReleasePolicy",
     "SlabEvent",
     "SuperslabEvent",
+    "PRESETS",
     "make_policy",
 ]
 
@@ -147,29 +148,43 @@ class Release:
 
     ``action``: ``"keep"`` (into the LRU cache, committed), ``"decommit"`` (madvise with
     ``advice`` then into the LRU cache, cold) or ``"unmap"``.  ``retire`` marks a LEAN
-    retirement (counted as ``lean_retire``)."""
+    retirement (counted as ``lean_retire``).  ``why`` is the policy's reason in words
+    (``Release.decommit("FREE", why="over budget by 2 MiB")``); it is commentary for logs and
+    debugging, so it takes no part in equality: ``Release.keep(why="x") == Release.keep()``."""
 
     action: str
     advice: str = "DONTNEED"
     retire: bool = False
+    why: str = field(default="", compare=False)
 
     @staticmethod
-    def keep() -> Release:
-        return Release("keep")
+    def keep(why: str = "") -> Release:
+        return Release("keep", why=why)
 
     @staticmethod
-    def decommit(advice: str = "DONTNEED", retire: bool = False) -> Release:
-        return Release("decommit", advice, retire)
+    def decommit(advice: str = "DONTNEED", retire: bool = False, why: str = "") -> Release:
+        return Release("decommit", advice, retire, why)
 
     @staticmethod
-    def unmap(retire: bool = False) -> Release:
-        return Release("unmap", retire=retire)
+    def unmap(retire: bool = False, why: str = "") -> Release:
+        return Release("unmap", retire=retire, why=why)
 
     def __post_init__(self) -> None:
         if self.action not in ("keep", "decommit", "unmap"):
             raise ValueError(f"unknown release action {self.action!r}")
         if self.advice not in ("DONTNEED", "FREE"):
             raise ValueError(f"unknown advice {self.advice!r}")
+        if not isinstance(self.why, str):
+            raise TypeError(f"Release.why must be a str, not {type(self.why).__name__}")
+
+
+def _mib(n: int) -> str:
+    """Bytes for a reason string: ``2 MiB``, ``1.5 MiB``, ``64 KiB``."""
+    if n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    if abs(n) >= 1 << 20:
+        return f"{n / (1 << 20):.1f} MiB"
+    return f"{n / 1024:g} KiB"
 
 
 class ReleasePolicy:
@@ -182,7 +197,7 @@ class ReleasePolicy:
 
     def on_superslab_empty(self, ctx: PolicyContext, ev: SuperslabEvent) -> Release:
         """A superslab emptied.  Default: keep it in the LRU cache."""
-        return Release.keep()
+        return Release.keep(why="base policy: every empty superslab is kept")
 
     def tick(self, ctx: PolicyContext) -> None:
         """The clock moved.  Default: nothing."""
@@ -199,6 +214,10 @@ class FastPolicy(ReleasePolicy):
     committed; only the cache's own count / memory / TTL limits ever unmap."""
 
     name = "fast"
+
+    def on_superslab_empty(self, ctx: PolicyContext, ev: SuperslabEvent) -> Release:
+        return Release.keep(why="FAST: every empty superslab is kept warm in the LRU cache "
+                                "(only the cache's count / memory / TTL limits unmap)")
 
 
 class LeanPolicy(ReleasePolicy):
@@ -220,11 +239,20 @@ class LeanPolicy(ReleasePolicy):
         return ctx.committed_superslab_bytes() + ctx.superslab_bytes() <= self.target_bytes  # 2.
 
     def on_superslab_empty(self, ctx: PolicyContext, ev: SuperslabEvent) -> Release:
+        if self.decommit == "OFF":
+            return Release.keep(why="LEAN with DECOMMIT=OFF: keep (prewarm suppression only)")  # 1.
+        need = ctx.committed_superslab_bytes() + ctx.superslab_bytes()
+        budget = (f"{_mib(ctx.committed_superslab_bytes())} committed + "
+                  f"{_mib(ctx.superslab_bytes())} this superslab")
         if self.should_keep(ctx):
-            return Release.keep()
+            return Release.keep(why=f"within budget: {budget} <= {_mib(self.target_bytes)} "
+                                    "target; keep it warm")  # 2.
+        over = f"over budget by {_mib(need - self.target_bytes)}: {budget} > " \
+               f"{_mib(self.target_bytes)} target"
         if self.retire == "unmap":
-            return Release.unmap(retire=True)  # 4.
-        return Release.decommit(self.decommit, retire=True)  # 3.
+            return Release.unmap(retire=True, why=f"{over}; retire: unmap")  # 4.
+        return Release.decommit(self.decommit, retire=True,
+                                why=f"{over}; retire: decommit ({self.decommit})")  # 3.
 
     def allow_prewarm(self) -> bool:
         return False
@@ -247,26 +275,45 @@ class DelayedSlabPurgePolicy(FastPolicy):
         self.delay_ops = delay_ops
         self.advice = advice
         self._pending: dict[tuple[int, int], int] = {}  # (ss, slab) -> deadline in ops
+        #: The reason for the latest slab decision (``ctx.decommit_slab`` takes no reason).
+        self.last_reason = ""
 
     def on_slab_empty(self, ctx: PolicyContext, ev: SlabEvent) -> None:
+        where = f"slab {ev.ss}.{ev.slab} (C{ev.cls}) empty"
         if self.delay_ops < 0:
+            self.last_reason = f"{where}: keep (delay_ops < 0: never purge)"
             return
         if self.delay_ops == 0:
+            self.last_reason = f"{where}: decommit at once ({self.advice}, delay_ops=0)"
             ctx.decommit_slab(ev.ss, ev.slab, self.advice)
         else:
             self._pending[(ev.ss, ev.slab)] = ev.ops + self.delay_ops
+            self.last_reason = (f"{where}: purge scheduled at op {ev.ops + self.delay_ops} "
+                                f"(delay_ops={self.delay_ops})")
+
+    def on_superslab_empty(self, ctx: PolicyContext, ev: SuperslabEvent) -> Release:
+        return Release.keep(why="slab-purge: empty superslabs are kept warm as in FAST")
 
     def tick(self, ctx: PolicyContext) -> None:
         now = ctx.clock().ops
         for key, deadline in list(self._pending.items()):
             if deadline <= now:
                 del self._pending[key]
+                self.last_reason = (f"slab {key[0]}.{key[1]} stayed empty {self.delay_ops} ops "
+                                    f"(due at op {deadline}, now {now}): decommit ({self.advice})")
                 ctx.decommit_slab(key[0], key[1], self.advice)  # no-op unless still empty
+
+
+#: Release-rule presets by name (``jemalloc-decay``, ``mimalloc-purge``, ...): name -> class,
+#: constructed with no arguments (the allocator's own defaults).  ``simalloc.presets`` fills it
+#: when imported; :func:`make_policy` imports it lazily (presets.py imports this module).
+PRESETS: dict[str, Callable[[], ReleasePolicy]] = {}
 
 
 def make_policy(config: Config) -> ReleasePolicy:
     """The policy a config names: ``auto`` (LEAN if ``mem_lean`` else FAST), ``fast``,
-    ``lean``, ``slab-purge`` or ``module:Class`` (constructed with no arguments)."""
+    ``lean``, ``slab-purge``, a preset of :data:`PRESETS` (``simalloc.presets``) or
+    ``module:Class`` (constructed with no arguments)."""
     name = config.policy.strip()
     if name == "auto":
         name = "lean" if config.mem_lean else "fast"
@@ -276,6 +323,10 @@ def make_policy(config: Config) -> ReleasePolicy:
         return LeanPolicy(config.mem_lean_decommit, config.mem_lean_target_mb, config.lean_retire)
     if name == "slab-purge":
         return DelayedSlabPurgePolicy()
+    if ":" not in name:
+        importlib.import_module(".presets", __package__)  # registers the presets
+        if name in PRESETS:
+            return PRESETS[name]()
     if ":" in name:
         mod, _, attr = name.partition(":")
         try:
@@ -289,4 +340,5 @@ def make_policy(config: Config) -> ReleasePolicy:
         if not isinstance(pol, ReleasePolicy):
             raise ConfigError(f"SIMALLOC_POLICY={name!r} is not a ReleasePolicy")
         return pol
-    raise ConfigError(f"SIMALLOC_POLICY={name!r}: expected auto, fast, lean, slab-purge or module:Class")
+    names = ", ".join(["auto", "fast", "lean", "slab-purge", *PRESETS])
+    raise ConfigError(f"SIMALLOC_POLICY={name!r}: expected {names} or module:Class")

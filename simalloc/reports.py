@@ -10,7 +10,7 @@ Sources (the ``source`` column):
 * ``kernel``  -- the hot path's counters (``constants.C_*`` slots of ``kernel.counters``);
 * ``slow``    -- slow-path event counters (``state.SLOW_COUNTERS``);
 * ``census``  -- a walk of the slab meta records and front caches at the time of the call;
-* ``heap``    -- the heap's own tables (superslab table, LRU, large blocks).
+* ``heap``    -- the heap's own tables (superslab table, LRU, warm pools, Mid regions, large blocks).
 
 Every figure here is about the heap's own mappings, never the whole process; the process-wide
 VmRSS / VmHWM in :func:`residency` include the Python interpreter and say so in their names.
@@ -28,8 +28,8 @@ from .oslayer import lazyfree_bytes, pagemap_resident, process_memory
 if TYPE_CHECKING:
     from .state import HeapState
 
-__all__ = ["STAT_FIELDS", "Census", "StatField", "census", "empty_report", "memory_report",
-           "os_stats_line", "residency", "stats"]
+__all__ = ["OS_STATS_FIELDS", "STAT_FIELDS", "Census", "StatField", "census", "empty_report",
+           "memory_report", "os_stats", "os_stats_line", "residency", "stats"]
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,20 @@ STAT_FIELDS: tuple[StatField, ...] = (
               lambda st, c: c.slabs_empty),
     StatField("slabs_decommitted", "census", "DECOMMITTED slabs in active superslabs",
               lambda st, c: c.slabs_decommitted),
-    StatField("live_blocks", "census", "blocks held by the user (tiny + large)",
-              lambda st, c: c.live_blocks + len(st.large)),
-    StatField("live_bytes", "census", "usable bytes of the user's blocks (large: requested size)",
-              lambda st, c: c.live_bytes + st.large.live_bytes()),
+    StatField("live_blocks", "census", "blocks held by the user (tiny + Mid + large)",
+              lambda st, c: c.live_blocks + st.mid.live + len(st.large)),
+    StatField("live_bytes", "census", "usable bytes of the user's blocks (Mid: class size; large: requested size)",
+              lambda st, c: c.live_bytes + st.mid.live_bytes + st.large.live_bytes()),
     StatField("live_large", "heap", "large (direct-mapped) blocks held by the user", lambda st, c: len(st.large)),
+    StatField("live_mid", "heap", "Mid-tier blocks held by the user", lambda st, c: st.mid.live),
+    StatField("mid_regions", "heap", "Mid regions mapped now", lambda st, c: len(st.mid)),
+    StatField("mid_allocs", "heap", "Mid-tier blocks handed out, all time", lambda st, c: st.mid.allocs),
+    StatField("mid_frees", "heap", "Mid-tier blocks freed, all time", lambda st, c: st.mid.frees),
+    StatField("mid_regions_mapped", "heap", "Mid regions ever mapped", lambda st, c: st.mid.regions_mapped),
+    StatField("mid_regions_unmapped", "heap", "Mid regions unmapped (an empty one is kept)",
+              lambda st, c: st.mid.regions_unmapped),
+    StatField("warm_pool_entries", "heap", "superslab entries over every class's warm pool",
+              lambda st, c: st.warm.total()),
     StatField("front_cache_blocks", "kernel", "free blocks parked in the per-class front caches",
               lambda st, c: st.front_cache_blocks()),
     _kern("refills", K.C_REFILLS, "front-cache refills from the current slab"),
@@ -135,11 +144,20 @@ STAT_FIELDS: tuple[StatField, ...] = (
     _slow("slab_decommits", "empty slabs decommitted inside live superslabs (slab-granular purge)"),
     _slow("slab_empty_events", "slabs whose used count fell to 0"),
     _slow("ss_empty_events", "superslabs that passed the release guard (every slab empty)"),
-    _slow("stage_empty_same", "refill stage 1: an EMPTY slab of the same class"),
-    _slow("stage_partial", "refill stage 2: a partial slab of the same class"),
-    _slow("stage_empty_other", "refill stage 3: an EMPTY slab of another class, reformatted"),
-    _slow("stage_unused", "refill stage 4: an UNUSED slab of an active superslab"),
-    _slow("stage_new_ss", "refill stage 5: a new superslab (LRU or mmap)"),
+    _slow("stage_warm_pool", "refill Stage W: a slab in a superslab of the class's warm pool"),
+    _slow("stage_0_5_reuse", "refill Stage 0.5 (superslab_reuse=1): the lowest EMPTY slab of any class"),
+    _slow("stage_1_free_slot", "refill Stage 1: the class's free-slot list (an EMPTY slab of the class)"),
+    _slow("stage_partial", "refill, simalloc's partial list: a partial slab of the class (between 1 and 2)"),
+    _slow("stage_2_unused", "refill Stage 2: an UNUSED slab of an active superslab"),
+    _slow("stage_2_empty_other", "refill Stage 2, last resort: an EMPTY slab of another class, reformatted"),
+    _slow("stage_3_new_ss", "refill Stage 3: a new superslab (LRU or mmap)"),
+    _slow("warm_pool_misses", "refills that found the class's warm pool empty (then prefilled)"),
+    _slow("warm_pool_prefilled", "superslabs a warm-pool prefill added besides the one in use"),
+    _slow("ss_mmap_calls", "superslab mmap calls (alignment retries included; not Mid or large)"),
+    _slow("ss_fallback_mmap", "superslab mmaps redone at twice the size to align them"),
+    _slow("ss_advise_calls", "per-acquisition madvise calls made (WILLNEED or POPULATE_WRITE)"),
+    _slow("madvise_disabled", "per-acquisition madvise calls not made (advice off, or refused once)"),
+    _slow("prefault_pages", "pages written by the TOUCH prefault (ss_prefault=2)"),
     _slow("large_allocs", "large blocks mapped"),
     _slow("large_frees", "large blocks unmapped"),
     _slow("prewarm_blocks", "blocks carved by the hot prewarm"),
@@ -155,14 +173,52 @@ def stats(st: HeapState) -> dict[str, Any]:
     return {f.key: f.get(st, c) for f in STAT_FIELDS}
 
 
+#: hakmem's ``[SS_OS_STATS]`` fields (hakmem-design.md s6) and Phase 54's two lean counters,
+#: with simalloc's definition of each.  hakmem publishes the line, not the code behind it; these
+#: are the readings that make its Mixed scorecard line (alloc=9 free=11 madvise=9 mmap_total=9)
+#: self-consistent (docs/hakmem-model.md, "hakmem's counters"):
+#:
+#: * ``free`` > ``alloc`` there, so ``free`` cannot count munmaps of superslabs that ``alloc``
+#:   mapped; it counts ``superslab_free`` calls, which an LRU round trip can repeat.
+#: * ``madvise`` == ``alloc`` there, so it is the per-acquisition advice, not simalloc's own
+#:   MADV_NOHUGEPAGE (which hakmem does not make) nor the test hook MADV_PAGEOUT.
+OS_STATS_FIELDS: tuple[tuple[str, str, Callable[[HeapState], int]], ...] = (
+    ("alloc", "superslabs acquired from the OS: superslab mmaps that produced a superslab "
+     "(Stage 3 misses of the LRU, fresh warm-pool prefills, superslab prewarm)",
+     lambda st: st.ever_superslabs),
+    ("free", "superslab_free calls: superslabs that passed the release guard (every slab empty) "
+     "and went to the LRU cache or were unmapped by the policy; an LRU round trip counts again",
+     lambda st: st.counters["ss_empty_events"]),
+    ("madvise", "madvise calls hakmem's OS box would make: the per-acquisition advice (WILLNEED or "
+     "POPULATE_WRITE) plus policy decommits of superslabs and slabs (FREE or DONTNEED); not "
+     "simalloc's own NOHUGEPAGE, the PAGEOUT test hook or a deferred unmap's DONTNEED",
+     lambda st: st.counters["ss_advise_calls"] + st.counters["lean_decommit"]
+     + st.counters["slab_decommits"]),
+    ("madvise_disabled", "per-acquisition madvise calls not made: ss_acquire_advice=off, or the kernel "
+     "refused one (then no more are tried)", lambda st: st.counters["madvise_disabled"]),
+    ("mmap_total", "superslab mmap calls (alignment retries included); Mid regions and large blocks "
+     "are not superslabs", lambda st: st.counters["ss_mmap_calls"]),
+    ("fallback_mmap", "superslab mmaps redone at twice the size because the first was not aligned",
+     lambda st: st.counters["ss_fallback_mmap"]),
+    ("huge_alloc", "large blocks (above the Mid tier, or above the tiny limit without it), each "
+     "its own mmap", lambda st: st.counters["large_allocs"]),
+    ("lean_decommit", "empty superslabs decommitted by a policy decision (Phase 54)",
+     lambda st: st.counters["lean_decommit"]),
+    ("lean_retire", "LEAN retirements (decisions marked retire; Phase 54)",
+     lambda st: st.counters["lean_retire"]),
+)
+
+
+def os_stats(st: HeapState) -> dict[str, int]:
+    """The ``[SS_OS_STATS]`` fields as a dict (:data:`OS_STATS_FIELDS`)."""
+    return {name: int(get(st)) for name, _doc, get in OS_STATS_FIELDS}
+
+
 def os_stats_line(st: HeapState) -> str:
-    """hakmem's one-shot ``[SS_OS_STATS]`` line (plus simalloc's lean counters)."""
-    o, ctr = st.os, st.counters
-    return (f"[SS_OS_STATS] alloc={ctr['ss_acquired']} free={ctr['ss_cached'] + ctr['ss_unmapped']} "
-            f"madvise={o.madvise_total} madvise_disabled=0 mmap_total={o.mmap_total} "
-            f"munmap_total={o.munmap_total} fallback_mmap=0 huge_alloc={ctr['large_allocs']} "
-            f"lean_decommit={ctr['lean_decommit']} lean_retire={ctr['lean_retire']} "
-            f"decommitted_bytes={o.decommitted_bytes}")
+    """hakmem's one-shot ``[SS_OS_STATS]`` line, field for field, plus Phase 54's two lean
+    counters (definitions: :data:`OS_STATS_FIELDS`).  simalloc's other OS counters (munmap
+    calls, NOHUGEPAGE, bytes decommitted, Mid regions) are in ``stats()``."""
+    return "[SS_OS_STATS] " + " ".join(f"{k}={v}" for k, v in os_stats(st).items())
 
 
 def residency(st: HeapState) -> dict[str, int]:
@@ -170,7 +226,8 @@ def residency(st: HeapState) -> dict[str, int]:
 
     ``resident_bytes``: present and exclusively mapped pages (``/proc/self/pagemap``);
     ``lazyfree_bytes``: LazyFree of the VMAs holding our mappings (smaps; VMAs merge);
-    ``resident_active_bytes`` / ``resident_cached_bytes``: split by superslab state.
+    ``resident_active_bytes`` / ``resident_cached_bytes``: split by superslab state;
+    ``resident_large_bytes`` / ``resident_mid_bytes``: large blocks, Mid regions.
     ``vm_rss_bytes`` / ``vm_hwm_bytes`` are the whole process (the interpreter included)."""
     act: list[tuple[int, int]] = []
     cached: list[tuple[int, int]] = []
@@ -178,14 +235,16 @@ def residency(st: HeapState) -> dict[str, int]:
         m = ss.mapping
         (cached if ss.state == K.SS_CACHED else act).append((m.addr, m.size))
     large = st.large.spans()
-    r_act, r_cached, r_large = (pagemap_resident(x) for x in (act, cached, large))
+    mid = st.mid.spans()
+    r_act, r_cached, r_large, r_mid = (pagemap_resident(x) for x in (act, cached, large, mid))
     out = {
         "mapped_bytes": st.os.mapped_bytes,
-        "resident_bytes": r_act + r_cached + r_large,
+        "resident_bytes": r_act + r_cached + r_large + r_mid,
         "resident_active_bytes": r_act,
         "resident_cached_bytes": r_cached,
         "resident_large_bytes": r_large,
-        "lazyfree_bytes": lazyfree_bytes(act + cached + large),
+        "resident_mid_bytes": r_mid,
+        "lazyfree_bytes": lazyfree_bytes(act + cached + large + mid),
     }
     out.update(process_memory())
     return out
@@ -197,7 +256,8 @@ def memory_report(st: HeapState) -> dict[str, int]:
     parts = dict.fromkeys((
         "live_blocks", "front_cache_blocks", "free_list_blocks", "uncarved", "empty_slabs",
         "decommitted_slabs", "unused_slabs", "slab_tail_waste", "metadata",
-        "cached_superslabs", "alignment_waste", "large_live", "large_overhead"), 0)
+        "cached_superslabs", "alignment_waste", "large_live", "large_overhead",
+        "mid_live", "mid_free", "mid_uncarved", "mid_unused_pages", "mid_metadata"), 0)
     fc = st.fc_by_slab()
     for ss in st.mapped():
         parts["alignment_waste"] += ss.mapping.alignment_waste
@@ -226,6 +286,9 @@ def memory_report(st: HeapState) -> dict[str, int]:
     for m, size in st.large.blocks.values():
         parts["large_live"] += size
         parts["large_overhead"] += m.map_size - size
+    parts.update(st.mid.parts())
+    for r in st.mid.regions.values():
+        parts["alignment_waste"] += r.mapping.alignment_waste
     total = sum(parts.values())
     assert total == st.os.mapped_bytes, f"memory report {total} != mapped {st.os.mapped_bytes}"
     parts["mapped_total"] = total
@@ -243,6 +306,6 @@ def empty_report(st: HeapState) -> dict[str, int]:
         "empty_slab_bytes_in_live_superslabs": c.empty_slab_bytes,
         "superslabs_active": st.n_active,
         "active_slabs": c.active_slabs,
-        "live_blocks": int(st.kernel.counters[K.C_LIVE]) + len(st.large),
+        "live_blocks": int(st.kernel.counters[K.C_LIVE]) + st.mid.live + len(st.large),
         "front_cache_blocks": st.front_cache_blocks(),
     }

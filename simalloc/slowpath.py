@@ -10,23 +10,35 @@ refill_slow       a class has no current slab (or it is exhausted): bind a new o
 slab_empty        a slab's ``used`` fell to 0: list it EMPTY, tell the policy; maybe the
                   whole superslab emptied (release guard) -> :meth:`superslab_empty`
 slab_partial      a full, unbound slab got a quarter of its blocks back: list it partial
-free_slow         a pointer outside every superslab: a large block, or an error
+free_slow         a pointer outside every superslab: a large or Mid block, or an error
 free_error        a pointer the hot path rejected: diagnose and raise
 corrupt_block     a free-list or front-cache block does not carry the free tag: raise
-malloc_large      a request above the tiny classes
-write_byte_slow   a replayed first-byte write to a large block
+malloc_large      a request above the tiny limit: the Mid tier (mid.py, up to 32 KiB, option
+                  mid_tier) or a large block (large.py, its own mmap)
+write_byte_slow   a replayed first-byte write to a large or Mid block
 apply_other       a replayed op the kernel leaves to Python (realloc)
 tick              every ``tick_interval_ops`` operations: LRU TTL and the policy's clock
 ================  ===========================================================================
 
-Refill stages when a class's current slab is exhausted (hakmem's shared pool; within a stage
-the lowest superslab index wins, so young superslabs can drain -- see ``slabset.py``):
+Refill stages when a class's current slab is exhausted, in hakmem's order and with hakmem's
+names (hakmem-design.md s3; stats keys ``stage_*``; within a shared-pool stage the lowest
+superslab index wins, so young superslabs can drain -- see ``slabset.py``):
 
-1. an EMPTY slab of the same class (its free list is reused as is);
-2. a partial slab of the same class;
-3. an EMPTY slab of another class, reformatted;
-4. an UNUSED slab of an active superslab (lowest superslab index first);
-5. a new superslab: the LRU cache first, then a fresh mmap.
+W.   the class's warm pool of superslabs (``warm_pool_size``, HAKMEM_WARM_POOL_SIZE; off at 0;
+     warmpool.py), then the shared pool:
+0.5  only with ``superslab_reuse=1`` (HAKMEM_SUPERSLAB_REUSE): the lowest EMPTY slab of any
+     class (reformatted if of another class);
+1.   pop the class's free-slot list: an EMPTY slab of the same class (free list reused as is);
+     -    a partial slab of the same class (simalloc's partial list: hakmem reaches such slabs
+          through the warm pool and its per-superslab masks, not through a shared-pool stage);
+2.   claim an UNUSED slab of an active superslab (lowest superslab index first); failing that
+     (simalloc's [I] rule, ``stage_2_empty_other``) the lowest EMPTY slab of another class,
+     reformatted, rather than map memory while free slabs sit idle;
+3.   a new superslab: the LRU cache first, then a fresh mmap (with hakmem's per-acquisition
+     madvise, WILLNEED or POPULATE_WRITE, and the ``ss_prefault`` touch).
+
+With ``superslab_reuse=0`` (hakmem's default) an EMPTY slab serves another class only when no
+UNUSED slab is left.  A warm-pool miss prefills the pool (``warm_pool_prefill``, ``_source``).
 
 Superslab life cycle (state machine in ``superslab.py``): :meth:`acquire_superslab` (LRU pop
 or mmap) -> ACTIVE -> release guard -> :meth:`superslab_empty` asks the policy ->
@@ -42,6 +54,8 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import constants as K
 from .checker import check_state
 from .errors import (
@@ -49,11 +63,14 @@ from .errors import (
     HeapCorruptionError,
     HeapExhaustedError,
     InvalidPointerError,
+    OSLayerError,
     TraceError,
 )
+from .mid import mid_class
 from .policy import PolicyContext, Release, SlabEvent, SuperslabEvent
 from .superslab import Superslab
 from .validate import check_size
+from .warmpool import HOW_EMPTY, HOW_PARTIAL, HOW_REUSE, HOW_UNUSED, pop_with_room, prefill
 
 if TYPE_CHECKING:
     from .state import HeapState
@@ -68,6 +85,7 @@ class HeapSlowPath:
         self.st = state
         self.ctx = PolicyContext(state, self.decommit_slab)
         self._debug_checks = state.config.debug >= 2
+        self._advice_refused = False  # the kernel refused a per-acquisition madvise once
 
     def _debug_check(self) -> None:
         if self._debug_checks:
@@ -75,43 +93,90 @@ class HeapSlowPath:
 
     # ================================================================== kernel callbacks
     def refill_slow(self, cls: int) -> None:
-        """Bind a new current slab for ``cls`` (stages 1-5 in the module docstring)."""
+        """Bind a new current slab for ``cls``: Stage W, then the shared pool's stages 0.5 / 1 /
+        partial / 2 / 3 (module docstring); a warm-pool miss prefills the pool."""
         st = self.st
         self.maintain()
-        key = None
-        if st.empty[cls]:  # 1. EMPTY slab of this class
-            key = st.empty[cls].pop_lowest()
-            ss = st.superslab(key[0])
-            if ss.slab_state(key[1]) == K.SLAB_DECOMMITTED:
-                ss.claim(key[1], cls)
-            else:
-                ss.set_meta(key[1], K.M_STATE, K.SLAB_ACTIVE)
-            st.counters["stage_empty_same"] += 1
-        elif st.partial[cls]:  # 2. partial slab of this class
-            key = st.partial[cls].pop_lowest()
-            st.counters["stage_partial"] += 1
-        else:
-            for other in range(K.NUM_CLASSES):  # 3. EMPTY slab of another class
-                if st.empty[other]:
-                    key = st.empty[other].pop_lowest()
-                    st.superslab(key[0]).claim(key[1], cls)
-                    st.counters["stage_empty_other"] += 1
-                    break
+        key = self._from_warm_pool(cls) if st.warm else None
+        miss = key is None and bool(st.warm)
         if key is None:
-            if st.has_unused:  # 4. UNUSED slab in an active superslab
-                idx = min(st.has_unused)
-                st.counters["stage_unused"] += 1
-            else:  # 5. new superslab (LRU, then mmap)
-                idx = self.acquire_superslab()
-                st.counters["stage_new_ss"] += 1
-            ss = st.superslab(idx)
-            slab = ss.first_unused()
+            key = self._from_shared_pool(cls)
+        st.bind(cls, key[0], key[1])
+        if miss:  # after binding: a prefill that cannot map more leaves a consistent heap
+            st.counters["warm_pool_misses"] += 1
+            self._prefill(cls, key[0])
+        self._debug_check()
+
+    def _from_warm_pool(self, cls: int) -> tuple[int, int] | None:
+        """Stage W (warmpool.pop_with_room); None when the class's pool runs dry."""
+        found = pop_with_room(self.st, cls)
+        if found is None:
+            return None
+        self.st.counters["stage_warm_pool"] += 1
+        return self._take(cls, *found)
+
+    def _from_shared_pool(self, cls: int) -> tuple[int, int]:
+        """hakmem's shared pool (``shared_pool_acquire_slab``): Stages 0.5, 1, partial, 2, 3."""
+        st = self.st
+        ctr = st.counters
+        if st.config.superslab_reuse:  # Stage 0.5: the lowest EMPTY slab of any class
+            key = self._lowest_empty()
+            if key is not None:
+                ctr["stage_0_5_reuse"] += 1
+                how = HOW_EMPTY if st.superslab(key[0]).slab_class(key[1]) == cls else HOW_REUSE
+                return self._take(cls, key[0], key[1], how)
+        if st.empty[cls]:  # Stage 1: the class's free-slot list (EMPTY slabs of this class)
+            ctr["stage_1_free_slot"] += 1
+            return self._take(cls, *st.empty[cls].pop_lowest(), HOW_EMPTY)
+        if st.partial[cls]:  # simalloc's partial list
+            ctr["stage_partial"] += 1
+            return self._take(cls, *st.partial[cls].pop_lowest(), HOW_PARTIAL)
+        if st.has_unused:  # Stage 2: an UNUSED slot of an active superslab
+            idx = min(st.has_unused)
+            ctr["stage_2_unused"] += 1
+        elif (key := self._lowest_empty()) is not None:
+            # Stage 2, last resort [I]: an EMPTY slab of another class, before mapping memory
+            ctr["stage_2_empty_other"] += 1
+            return self._take(cls, key[0], key[1], HOW_REUSE)
+        else:  # Stage 3: a new superslab (LRU, then mmap)
+            idx = self.acquire_superslab()
+            ctr["stage_3_new_ss"] += 1
+        return self._take(cls, idx, st.superslab(idx).first_unused(), HOW_UNUSED)
+
+    def _lowest_empty(self) -> tuple[int, int] | None:
+        """The lowest (superslab, slab) over every class's EMPTY list (left in its list)."""
+        heads = [d.pop_lowest() for d in self.st.empty if d]
+        for k in heads:
+            self.st.empty[self.st.superslab(k[0]).slab_class(k[1])].add(k)
+        return min(heads) if heads else None
+
+    def _take(self, cls: int, idx: int, slab: int, how: str) -> tuple[int, int]:
+        """Make slab ``(idx, slab)``, found as ``how`` (warmpool.HOW_*), an ACTIVE slab of
+        ``cls`` taken off its list; returns the key."""
+        st = self.st
+        ss = st.superslab(idx)
+        key = (idx, slab)
+        if how == HOW_EMPTY:  # own class: the free list is reused as is (unless decommitted)
+            st.empty[cls].discard(key)
+            if ss.slab_state(slab) == K.SLAB_DECOMMITTED:
+                ss.claim(slab, cls)
+            else:
+                ss.set_meta(slab, K.M_STATE, K.SLAB_ACTIVE)
+        elif how == HOW_REUSE:  # another class's EMPTY slab, reformatted
+            st.empty[ss.slab_class(slab)].discard(key)
+            ss.claim(slab, cls)
+        elif how == HOW_PARTIAL:
+            st.partial[cls].discard(key)
+        else:
+            assert how == HOW_UNUSED and ss.slab_state(slab) == K.SLAB_UNUSED
             ss.claim(slab, cls)
             if ss.first_unused() < 0:
                 st.has_unused.discard(idx)
-            key = (idx, slab)
-        st.bind(cls, key[0], key[1])
-        self._debug_check()
+        return key
+
+    def _prefill(self, cls: int, idx: int) -> None:
+        """A warm-pool miss: park superslab ``idx`` and up to ``warm_pool_prefill`` more."""
+        self.st.counters["warm_pool_prefilled"] += prefill(self.st, cls, idx, self.acquire_superslab)
 
     def slab_empty(self, idx: int, slab: int) -> None:
         """The hot path saw a slab's ``used`` drop to 0."""
@@ -137,13 +202,16 @@ class HeapSlowPath:
         st.partial[st.superslab(idx).slab_class(slab)].add((idx, slab))
 
     def free_slow(self, addr: int) -> None:
-        """A pointer outside every superslab: a large block, or an error."""
+        """A pointer outside every superslab: a large or Mid block, or an error."""
         st = self.st
-        if addr not in st.large:
+        if addr in st.large:
+            st.large.free(addr)
+            st.counters["large_frees"] += 1
+        elif st.mid.owns(addr):
+            st.mid.free(addr)  # raises (changing nothing) on a bad Mid pointer
+        else:
             self.free_error(addr)
             return
-        st.large.free(addr)
-        st.counters["large_frees"] += 1
         st.kernel.counters[K.C_OPS] += 1
 
     def free_error(self, addr: int) -> None:
@@ -159,14 +227,23 @@ class HeapSlowPath:
             "a freed block was written to (use after free?)")
 
     def malloc_large(self, size: int) -> int:
-        """Direct-mapped path for requests above the tiny classes (own mapping, counted)."""
-        addr = self.st.large.malloc(check_size(size))
-        self.st.counters["large_allocs"] += 1
-        self.st.kernel.counters[K.C_OPS] += 1
+        """A request above the tiny limit: the Mid tier (up to 32 KiB, option ``mid_tier``),
+        else a direct-mapped large block (own mapping, counted)."""
+        st = self.st
+        size = check_size(size)
+        if st.mid.serves(size):
+            addr = st.mid.malloc(size)
+        else:
+            addr = st.large.malloc(size)
+            st.counters["large_allocs"] += 1
+        st.kernel.counters[K.C_OPS] += 1
         return addr
 
     def write_byte_slow(self, addr: int, value: int) -> None:
-        self.st.large.write_byte(addr, value)
+        if addr not in self.st.large and self.st.mid.owns(addr):
+            self.st.mid.write_byte(addr, value)
+        else:
+            self.st.large.write_byte(addr, value)
 
     def apply_other(self, kind: int, cur: int, size: int) -> int:
         """Replay operations the kernel leaves to Python (realloc)."""
@@ -188,12 +265,16 @@ class HeapSlowPath:
         if size == 0:
             kern.free_fast(ptr)
             return 0
+        large_size = size > kern.tiny_max and not st.mid.serves(size)
         if ptr in st.large:
-            if kern.tiny_max < size <= old:
+            if large_size and size <= old:
                 st.large.resize_in_place(ptr, size)
                 return ptr
-        elif size <= old and kern.lut[size] == kern.lut[old]:
-            return ptr  # still the same class (``old`` is the class's usable size)
+        elif st.mid.owns(ptr):
+            if size > kern.tiny_max and not large_size and mid_class(size) == mid_class(old):
+                return ptr  # still the same Mid class
+        elif size <= kern.tiny_max and kern.lut[size] == self.locate_live(ptr)[3]:
+            return ptr  # still the same tiny class
         new = kern.malloc(size)
         src, dst = self.view(ptr), self.view(new)
         n = min(old, size)
@@ -218,12 +299,16 @@ class HeapSlowPath:
     def usable_size(self, ptr: int) -> int:
         if ptr in self.st.large:
             return self.st.large.usable_size(ptr)
+        if self.st.mid.owns(ptr):
+            return self.st.mid.usable_size(ptr)
         _ss, _slab, _off, cls = self.locate_live(ptr)
         return K.CLASS_STRIDES[cls] - K.BLOCK_HEADER
 
     def view(self, ptr: int) -> memoryview:
         if ptr in self.st.large:
             return self.st.large.view(ptr)
+        if self.st.mid.owns(ptr):
+            return self.st.mid.view(ptr)
         ss, _slab, off, cls = self.locate_live(ptr)
         return ss.w8[off + 1: off + K.CLASS_STRIDES[cls]]
 
@@ -265,8 +350,13 @@ class HeapSlowPath:
             raise InvalidPointerError(f"pointer must be an int, not {type(addr).__name__}")
         if addr in st.large:
             raise InvalidPointerError(f"{addr:#x} is a large block")  # callers check large first
+        if st.mid.owns(addr):
+            st.mid.locate(addr)  # raises if it is not a live Mid block
+            raise InvalidPointerError(f"{addr:#x} is a Mid block")  # callers check Mid first
         idx = st.kernel.lookup(addr) if 0 < addr < 1 << 64 else -1
         if idx < 0:
+            if st.mid.was_freed(addr):
+                raise DoubleFreeError(f"{addr:#x}: Mid block already freed (its region is gone)")
             st.large.diagnose(addr)
         ss = st.superslab(idx)
         off = (addr - ss.base) - K.BLOCK_HEADER
@@ -311,6 +401,8 @@ class HeapSlowPath:
         if e is not None:
             ss = st.superslab(e.idx)
             st.counters["ss_from_lru"] += 1
+            if st.config.ss_acquire_advice == "every":
+                self._acquire_advice(ss)
         else:
             ss = self.map_superslab()
             st.counters["ss_fresh"] += 1
@@ -327,18 +419,47 @@ class HeapSlowPath:
             raise HeapExhaustedError(f"all {st.config.max_superslabs} superslab slots in use "
                                      "(raise SIMALLOC_MAX_SUPERSLABS)")
         idx = heapq.heappop(st.free_idx)
+        os = st.os
+        mmaps, retries = os.mmap_total, os.align_retries
         try:
-            m = st.os.reserve(st.ss_bytes, align=st.ss_bytes)
+            m = os.reserve(st.ss_bytes, align=st.ss_bytes)
         except BaseException:
             heapq.heappush(st.free_idx, idx)
             raise
+        finally:  # hakmem's mmap_total / fallback_mmap count superslab mmaps only
+            st.counters["ss_mmap_calls"] += os.mmap_total - mmaps
+            st.counters["ss_fallback_mmap"] += os.align_retries - retries
         ss = Superslab(idx, m, st.lg)
         st.superslabs[idx] = ss
         assert m.view is not None
         st.kernel.attach(idx, m.addr, m.view)
         st.registry.insert(m.addr, idx)
         st.ever_superslabs += 1
+        self._acquire_advice(ss)
         return ss
+
+    def _acquire_advice(self, ss: Superslab) -> None:
+        """hakmem's per-acquisition madvise on the aligned superslab (ss_prefault_box / OS box):
+        MADV_WILLNEED, or MADV_POPULATE_WRITE with ``ss_prefault=1``; with ``ss_prefault=2``
+        (TOUCH) every page is also written once.  Advice switched off
+        (``ss_acquire_advice=off``) or refused by the kernel is a hint lost, not an error: it is
+        counted (``madvise_disabled``), and after a refusal no more advice is tried."""
+        st = self.st
+        if self._advice_refused or st.config.ss_acquire_advice == "off":
+            st.counters["madvise_disabled"] += 1
+        else:
+            advice = "POPULATE_WRITE" if st.config.ss_prefault == 1 else "WILLNEED"
+            try:
+                st.os._advise(ss.mapping, advice, 0, ss.size)  # the OS layer counts it
+                st.counters["ss_advise_calls"] += 1
+            except OSLayerError:
+                self._advice_refused = True
+                st.counters["madvise_disabled"] += 1
+        if st.config.ss_prefault == 2:  # TOUCH: one store per page (the header is formatted later)
+            pages = np.frombuffer(ss.w8, dtype=np.uint8)[::K.PAGE_SIZE]
+            np.bitwise_or(pages, 0, out=pages)
+            del pages
+            st.counters["prefault_pages"] += ss.size // K.PAGE_SIZE
 
     def superslab_empty(self, ss: Superslab) -> None:
         """Release guard passed: every slab of ``ss`` is empty.  Ask the policy, then act."""
@@ -354,6 +475,7 @@ class HeapSlowPath:
             if ss.slab_state(s) != K.SLAB_UNUSED:
                 ss.set_meta(s, K.M_STATE, K.SLAB_EMPTY)
         st.has_unused.discard(ss.idx)
+        st.warm.discard_superslab(ss.idx)  # it leaves ACTIVE: no warm pool may hand it out
         st.n_active -= 1
         st.counters["ss_empty_events"] += 1
         c = st.clock()
@@ -455,5 +577,6 @@ class HeapSlowPath:
             st.os.release(ss.mapping)
         st.superslabs = []
         st.large.release_all()
+        st.mid.release_all()
         st.os.close()
 

@@ -10,6 +10,8 @@ path (the kernel) shares its numpy tables and the mappings' bytes::
             |-- empty[cls], partial[cls]: SlabSets of (idx, slab)   slabset.py
             |-- has_unused: superslabs with an UNUSED slab
             |-- lru: empty superslabs kept                          lru.py
+            |-- warm: per-class warm pools of superslabs           warmpool.py
+            |-- mid: Pool/Mid tier regions (8/16/32 KiB)            mid.py
             |-- large: direct-mapped blocks                         large.py
             |-- registry: base -> idx (writer)                      registry.py
             |-- policy + its PolicyContext                          policy.py
@@ -30,10 +32,12 @@ import numpy as np
 
 from . import constants as K
 from .lru import SuperslabCache
+from .mid import MidTier
 from .oslayer import OSLayer
 from .policy import Clock, ReleasePolicy
 from .slabset import SlabSet
 from .superslab import Superslab
+from .warmpool import WarmPools
 
 if TYPE_CHECKING:
     from .large import LargeBlocks
@@ -43,10 +47,14 @@ if TYPE_CHECKING:
 __all__ = ["HeapState", "KernelLike", "SLOW_COUNTERS"]
 
 #: Slow-path event counters (``stats()`` keys; see reports.STAT_FIELDS for what each means).
+#: The refill stages carry hakmem's names (Stage W = warm pool, then the shared pool's
+#: Stage 0.5 / 1 / 2 / 3; ``stage_partial`` is simalloc's own, between 1 and 2).
 SLOW_COUNTERS = (
     "ss_acquired", "ss_from_lru", "ss_fresh", "ss_cached", "ss_unmapped", "lru_evictions",
     "lean_decommit", "lean_retire", "slab_decommits", "slab_empty_events", "ss_empty_events",
-    "stage_empty_same", "stage_partial", "stage_empty_other", "stage_unused", "stage_new_ss",
+    "stage_warm_pool", "stage_0_5_reuse", "stage_1_free_slot", "stage_partial", "stage_2_unused",
+    "stage_2_empty_other", "stage_3_new_ss", "warm_pool_misses", "warm_pool_prefilled",
+    "ss_mmap_calls", "ss_fallback_mmap", "ss_advise_calls", "madvise_disabled", "prefault_pages",
     "large_allocs", "large_frees", "prewarm_blocks", "prewarm_superslabs",
 )
 
@@ -90,22 +98,24 @@ class HeapState:
     large: LargeBlocks
 
     def __init__(self, config: Config, os: OSLayer, policy: ReleasePolicy) -> None:
-        self.config = config
-        self.os = os
-        self.policy = policy
+        self.config: Config = config
+        self.os: OSLayer = os
+        self.policy: ReleasePolicy = policy
         self.lg = config.ss_lg
         self.ss_bytes = K.ss_size(self.lg)
         self.nslabs = K.nslabs(self.lg)
         self.superslabs: list[Superslab | None] = [None] * config.max_superslabs
         self.free_idx = list(range(config.max_superslabs))  # a heap (lowest index first)
-        self.n_active = 0
-        self.ever_superslabs = 0
+        self.n_active: int = 0
+        self.ever_superslabs: int = 0
         self.has_unused: set[int] = set()
         self.empty = [SlabSet() for _ in range(K.NUM_CLASSES)]  # EMPTY/DECOMMITTED slabs
         self.partial = [SlabSet() for _ in range(K.NUM_CLASSES)]  # non-current, used < capacity
-        self.lru = SuperslabCache(config.ss_max_cached, config.ss_max_memory_mb << 20,
+        self.lru: SuperslabCache = SuperslabCache(config.ss_max_cached, config.ss_max_memory_mb << 20,
                                   config.ss_ttl_sec, self.ss_bytes)
         self.counters: dict[str, int] = dict.fromkeys(SLOW_COUNTERS, 0)
+        self.warm: WarmPools = WarmPools(K.NUM_CLASSES, config.warm_pool_size)
+        self.mid: MidTier = MidTier(os, config.mid_tier)
         self.t0 = time.monotonic()
 
     # ------------------------------------------------------------------ clock

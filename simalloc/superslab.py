@@ -5,7 +5,7 @@ so the hot path (both kernels) and this slow-path object read and write the same
 
 Slab state machine (``M_STATE`` in the slab's meta record; the list holding it in brackets)::
 
-      claim (stage 4/5)            used -> 0 (not current)          claim (stage 1/3)
+      claim (Stage 2/3, W)         used -> 0 (not current)          claim (Stage 1/0.5/2, W)
   UNUSED --------------> ACTIVE ----------------------> EMPTY -----------------------> ACTIVE
   [has_unused]          [current | partial | full]     [empty[cls]]      |
                                 ^  used -> 3/4 cap: partial[cls]        | policy decommit_slab

@@ -2,12 +2,15 @@
 
 * ``kernel``: parametrized over every importable hot-path kernel (``simalloc.available_kernels()``:
   ``["cython", "python"]`` once the Cython kernel is built, else ``["python"]``), so every test
-  that builds a heap runs against each kernel.
+  that builds a heap runs against each kernel.  ``SIMALLOC_KERNEL=python`` (or ``cython``) in
+  the suite's environment narrows it to that one kernel: ``SIMALLOC_KERNEL=python python -m
+  pytest`` is the whole suite on the pure-Python kernel (``.ci/run``'s second pass), including
+  the tests that build ``Heap()`` from the environment.
 * ``make_heap(**overrides)``: a heap factory.  Heaps are built from ``Config.defaults(...)``
   (which ignores the environment, so stray ``HAKMEM_*`` / ``SIMALLOC_*`` variables cannot change
   a test) with the parametrized kernel, and every heap is closed at teardown.
 * ``clean_env``: removes every ``HAKMEM_*`` / ``SIMALLOC_*`` variable for tests that exercise
-  the real environment path.
+  the real environment path -- except the suite's own ``SIMALLOC_KERNEL=python|cython``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ except ImportError:  # running from a checkout without installing
 
 from simalloc import Config, Heap, ReleasePolicy
 
-KERNELS = simalloc.available_kernels()
+#: The suite's kernel selection (``SIMALLOC_KERNEL``), when it names one kernel.
+SUITE_KERNEL = os.environ.get("SIMALLOC_KERNEL", "").strip().lower()
+if SUITE_KERNEL not in ("python", "cython"):
+    SUITE_KERNEL = ""
+KERNELS = [SUITE_KERNEL] if SUITE_KERNEL else simalloc.available_kernels()
 
 
 @pytest.fixture(params=KERNELS)
@@ -70,8 +77,11 @@ def make_heap(kernel: str) -> Iterator[HeapFactory]:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """Remove every HAKMEM_* / SIMALLOC_* variable (restored after the test)."""
+    """Remove every HAKMEM_* / SIMALLOC_* variable (restored after the test), keeping the suite's
+    ``SIMALLOC_KERNEL`` selection."""
     for name in list(os.environ):
         if name.startswith(("HAKMEM_", "SIMALLOC_")):
             monkeypatch.delenv(name)
+    if SUITE_KERNEL:
+        monkeypatch.setenv("SIMALLOC_KERNEL", SUITE_KERNEL)
     return monkeypatch

@@ -25,3 +25,24 @@ class DecommitAll(ReleasePolicy):
 
     def allow_prewarm(self):
         return False
+
+
+class RaisingTick(ReleasePolicy):
+    """A broken policy: its clock hook raises once the heap has applied 2,000 operations (after
+    the prewarm, so the heap builds and the failure comes mid-run; ``tick_interval_ops`` must be
+    small enough to tick).  ``simalloc ab`` must exit 1, not print a verdict and exit 0."""
+
+    name = "raising-tick"
+
+    def tick(self, ctx):
+        if ctx.clock().ops > 2_000:
+            raise RuntimeError("policy tick exploded (test policy)")
+
+
+class RaisingPrewarm(ReleasePolicy):
+    """A broken policy that raises while the heap is being built (its prewarm question)."""
+
+    name = "raising-prewarm"
+
+    def allow_prewarm(self):
+        raise RuntimeError("policy exploded during heap construction (test policy)")

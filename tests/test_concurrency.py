@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from simalloc import Config, ConcurrentUseError, Heap, HeapClosedError
+from simalloc import ConcurrentUseError, Config, Heap, HeapClosedError
 from simalloc.oslayer import OSLayer
 from simalloc.workloads import MixedWorkload
 

@@ -23,7 +23,7 @@ from simalloc.experiments.overrides import (
     read_config_file,
 )
 from simalloc.experiments.soak import CSV_COLUMNS
-from simalloc.experiments.verdict import GO, NEUTRAL, NO_GO, Criteria, judge
+from simalloc.experiments.verdict import GO, NEUTRAL, NO_GO, Check, Criteria, judge
 
 #: Every test runs without stray HAKMEM_* / SIMALLOC_* variables (the CLI reads the environment).
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -53,7 +53,11 @@ def baseline(**kw: Any) -> dict[str, Any]:
 
 
 def failed(v: Any) -> set[str]:
-    return {c.name for c in v.checks if not c.passed}
+    return {c.name for c in v.checks if c.failed}
+
+
+def outcomes(v: Any) -> dict[str, str]:
+    return {f"[{c.gate}] {c.name}": c.outcome for c in v.checks}
 
 
 def test_verdict_go() -> None:
@@ -61,25 +65,33 @@ def test_verdict_go() -> None:
     assert v.label == GO
     assert all(c.passed for c in v.checks)
     assert v.reasons == ["every GO criterion passed"]
+    for c in v.checks:  # every criterion shows its measured value, threshold and outcome
+        assert c.outcome == "PASS" and c.measured and c.threshold
+        assert c.line().startswith("PASS [") and "measured" in c.line() and "threshold" in c.line()
 
 
 def test_verdict_neutral_throughput() -> None:
+    # the report's first NEUTRAL case: RSS reduction achieved but throughput degradation > 10%
     v = judge(baseline(), side(ops_per_s_median=850_000.0, ops_per_s_mean=850_000.0))
     assert v.label == NEUTRAL
     assert any(n.startswith("throughput") for n in failed(v))
     assert any("-15.0%" in r for r in v.reasons)
+    assert v.reasons[0] == ("NEUTRAL (research box): RSS target met but throughput fell beyond "
+                            "the tolerance")
 
 
 def test_verdict_neutral_syscalls() -> None:
     v = judge(baseline(), side(syscalls_per_op=5e-6))  # above the GO budget, below explosion
     assert v.label == NEUTRAL
     assert failed(v) == {"syscalls < 1e-06/op"}
+    assert "syscall overhead above the GO budget" in v.reasons[0]
 
 
 def test_verdict_neutral_variance() -> None:
     v = judge(baseline(), side(ops_per_s_cv_pct=6.0))
     assert v.label == NEUTRAL
     assert failed(v) == {"CV (runs) < 2%"}
+    assert "throughput variance (CV) above the GO bound while drift stayed within tolerance" in v.reasons[0]
 
 
 def test_verdict_neutral_partial_rss_reduction() -> None:
@@ -90,7 +102,7 @@ def test_verdict_neutral_partial_rss_reduction() -> None:
 def test_verdict_nogo_rss() -> None:
     v = judge(baseline(), side(peak_resident_bytes=30 * MiB))  # 9% lower
     assert v.label == NO_GO
-    assert "peak resident reduction >= 50%" in failed(v)
+    assert "peak resident (heap) reduction >= 50%" in failed(v)
     assert any("[NO-GO]" in r for r in v.reasons)
 
 
@@ -128,7 +140,7 @@ def test_criteria_resident_metric_switch() -> None:
     assert judge(a, b, Criteria(resident_metric="peak")).label == NO_GO
     v = judge(a, b, Criteria(resident_metric="mean"))
     assert v.label == GO
-    assert any(c.name.startswith("mean resident") for c in v.checks)
+    assert any(c.name.startswith("mean resident (heap)") for c in v.checks)
     b2 = side(final_resident_bytes=33 * MiB)
     assert judge(a, b2, Criteria(resident_metric="final")).label == NO_GO
     assert judge(a, b2, Criteria(resident_metric="peak")).label == GO
@@ -143,6 +155,64 @@ def test_criteria_thresholds_and_drift_metric() -> None:
     assert judge(a, b, Criteria(rss_target_bytes=2 * MiB)).label == NEUTRAL
     assert judge(a, side(epoch_cv_pct=9.0), Criteria(cv_metric="epochs")).label == NEUTRAL
     assert judge(a, side(epoch_cv_pct=9.0)).label == GO
+
+
+def tiny(**kw: Any) -> dict[str, Any]:
+    """A side whose heap is far below the 10 MiB target (Mixed WS=400: ~0.4 MiB)."""
+    return side(**{"peak_resident_bytes": 400 << 10, "mean_resident_bytes": 400 << 10,
+                   "final_resident_bytes": 400 << 10, **kw})
+
+
+def test_relative_resident_criteria_are_na_when_a_meets_the_target() -> None:
+    a, b = tiny(lean_decommit=0, lean_retire=0), tiny(peak_resident_bytes=396 << 10,
+                                                       lean_decommit=0, lean_retire=0)
+    v = judge(a, b)
+    got = outcomes(v)
+    assert got["[GO] peak resident (heap) < 10 MiB"] == "PASS"
+    assert got["[GO] peak resident (heap) reduction >= 70%"] == "N/A"
+    assert got["[NO-GO] peak resident (heap) reduction >= 50%"] == "N/A"  # not failed
+    na = [c for c in v.checks if c.outcome == "N/A"]
+    assert all("A already meets" in c.detail and "1.0% lower" in c.measured for c in na)
+    assert all(c.threshold in (">= 70%", ">= 50%") for c in na)
+    assert v.label == GO  # N/A counts as met; everything else passed
+    assert "2 not applicable" in v.reasons[0]
+    assert [c["outcome"] for c in v.as_dict()["checks"]].count("N/A") == 2
+    # still judged when A is above the target, even if B is below it
+    assert outcomes(judge(baseline(), side(peak_resident_bytes=30 * MiB)))[
+        "[NO-GO] peak resident (heap) reduction >= 50%"] == "FAIL"
+
+
+def test_report_neutral_mixed_ws400() -> None:
+    """The Phase 54 report's own judgment: both heaps small, lean_retire=0, throughput and
+    variance worse under LEAN, drift 0 -> NEUTRAL (research box), not NO-GO."""
+    a = tiny(ops_per_s_median=51e6, ops_per_s_mean=51e6, ops_per_s_cv_pct=6.3, lean_decommit=0,
+             lean_retire=0)
+    b = tiny(peak_resident_bytes=396 << 10, ops_per_s_median=39e6, ops_per_s_mean=41e6,
+             ops_per_s_cv_pct=19.3, lean_decommit=0, lean_retire=0, drift_pct=3.1)
+    v = judge(a, b)
+    assert v.label == NEUTRAL
+    assert failed(v) == {"throughput (median) >= -10%", "CV (runs) < 2%"}
+    assert v.reasons[0].startswith("NEUTRAL (research box): RSS target met but throughput fell")
+    assert "throughput variance (CV) above the GO bound while drift stayed within tolerance" in v.reasons[0]
+    assert all(r.startswith("FAIL [GO]") for r in v.reasons[1:])
+    # the same tables with steady throughput: GO, qualified by a note that LEAN never acted
+    v = judge(a, tiny(peak_resident_bytes=396 << 10, ops_per_s_median=50e6, ops_per_s_mean=50e6,
+                      ops_per_s_cv_pct=1.0, lean_decommit=0, lean_retire=0))
+    assert v.label == GO
+    assert len(v.notes) == 1 and "lean_decommit=0, lean_retire=0" in v.notes[0]
+    assert v.as_dict()["notes"] == v.notes
+    assert not judge(baseline(), side()).notes  # B's policy acted: nothing to qualify
+
+
+def test_process_peak_criterion_is_labelled_as_including_the_interpreter() -> None:
+    v = judge(baseline(), side(), Criteria(resident_metric="process_peak"))
+    names = [c.name for c in v.checks if c.metric == "resident"]
+    assert names and all("incl. the Python interpreter" in n for n in names)
+
+
+def test_check_rejects_unknown_outcomes() -> None:
+    with pytest.raises(ValueError):
+        Check(GO, "x", "MAYBE", "1", "< 2")
 
 
 @pytest.mark.parametrize("kw", [{"resident_metric": "median"}, {"drift_metric": "x"},
@@ -240,14 +310,26 @@ def test_cli_ab_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert isinstance(doc["reasons"], list) and doc["reasons"]
     assert "kernel:" in cap.err and "lean_retire=0 because" in cap.err  # context on stderr
     assert "[ab] run 2/2: B" in cap.err
+    assert doc["failed_runs"] == []
+    assert "interpreter" in doc["descriptions"]["process_peak_rss_bytes"]
+    assert doc["descriptions"]["peak_resident_bytes"].startswith("heap only")
+    for c in doc["checks"]:
+        assert {"gate", "name", "outcome", "measured", "threshold", "passed"} <= set(c)
+        assert c["outcome"] in ("PASS", "FAIL", "N/A")
 
 
 def test_cli_ab_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")  # the plot extra (in the test extra)
     out = tmp_path / "rep"
     assert main([*TINY_AB, "--report", str(out), "--resident-metric", "mean"]) == 0
     text = capsys.readouterr().out
     assert "verdict:" in text and "peak resident (heap)" in text
+    assert "process peak RSS (VmHWM, incl. Python)" in text
+    # the tiny heap is far below 10 MiB: the relative criteria are N/A, with value and threshold
+    assert "N/A [GO] mean resident (heap) reduction >= 70%: measured" in text
     md = (out / "report.md").read_text()
+    assert "➖ N/A" in md and "threshold >= 70%" in md
+    assert "process peak RSS (VmHWM, incl. Python)" in md and "includes the Python interpreter" in md
     for needle in ("## Summary", "## Configuration", "## Results", "## Judgment Criteria",
                    "## Verdict:", "lean_retire=0 because", "shared 2-core machine; medians and "
                    "ratios quoted", "HAKMEM_SS_MEM_LEAN=1", "mean resident"):
@@ -283,6 +365,7 @@ def test_cli_run_prints_stats(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "[SS_OS_STATS]" in out and "lean_decommit=0" in out
     assert "kernel:" in out and "throughput:" in out and "residency:" in out
+    assert "whole process incl. the Python interpreter: VmRSS" in out
     assert "lean_retire=0 because" in out
 
 
@@ -290,6 +373,7 @@ def test_cli_bench(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--ops", "3000", "--runs", "2", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "median" in out and "[SS_OS_STATS]" in out and "kernel:" in out
+    assert "process peak RSS (VmHWM, incl. the Python interpreter)" in out
 
 
 def test_cli_soak_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -298,6 +382,11 @@ def test_cli_soak_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                  "--pass-ops", "5000", "--chunk-ops", "500"]) == 0
     out = capsys.readouterr().out
     assert "drift" in out and "p1" in out and "CV" in out
+    assert "process VmRSS (incl. the Python interpreter) drift" in out
+    assert main(["soak", "--duration", "0.2", "--epoch", "0.1", "--csv", "-", "--pass-ops", "5000",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "interpreter" in doc["descriptions"]["vm_rss_bytes"]
     with p.open() as f:
         rows = list(csv.DictReader(f))
     assert rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,3 +82,52 @@ def test_pdb_breakpoint_in_policy_decision(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, env=env)
     assert "'LeanPolicy'" in proc.stdout, proc.stdout[-2000:]
     assert "_kernel_py.py" in proc.stdout  # stepped in from the pure-Python hot path
+
+
+def test_slowpath_protocol_is_exactly_what_the_kernel_calls() -> None:
+    """``SlowPath`` lists every ``self.slow.<callback>`` of the (single) kernel source, no more,
+    and the object a heap hands its kernel implements all of them."""
+    from simalloc import _kernel_py
+    from simalloc.kernel import SlowPath
+
+    called = set(re.findall(r"self\.slow\.(\w+)\(", Path(_kernel_py.__file__).read_text()))
+    declared = {n for n, v in vars(SlowPath).items() if callable(v) and not n.startswith("_")}
+    assert called == declared
+    with simalloc.Heap(kernel="python") as h:
+        assert all(callable(getattr(h.kernel.slow, n, None)) for n in declared)
+
+
+def test_plain_python_without_cython_or_compiled_modules() -> None:
+    """No Cython at run time and no compiled modules (a compiler-less install): the kernel and
+    the Mixed generator run as plain Python (the ``try: import cython`` shim)."""
+    script = (
+        "import sys\n"
+        "for name in ('cython', 'Cython', 'simalloc._kernel', 'simalloc.workloads._mixedgen'):\n"
+        "    sys.modules[name] = None  # import raises ImportError\n"
+        "import warnings, numpy as np, simalloc\n"
+        "from simalloc import _kernel_py\n"
+        "from simalloc.workloads import mixed\n"
+        "assert _kernel_py.KERNEL_NAME == 'python' and not _kernel_py.cython.compiled\n"
+        "assert mixed.MixedGen.__module__ == 'simalloc.workloads._mixedgen_py'\n"
+        "assert simalloc.available_kernels() == ['python']\n"
+        "with warnings.catch_warnings(record=True) as w, simalloc.Heap(kernel='auto') as h:\n"
+        "    warnings.simplefilter('always')\n"
+        "    sl = np.zeros(64, np.uint64)\n"
+        "    state = mixed.run_mixed(h, 3000, 64, 1, sl)\n"
+        "    h.drain_slots(sl)\n"
+        "    h.check()\n"
+        "    assert h.kernel_name == 'python'\n"
+        "print('ok', state)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HAKMEM_", "SIMALLOC_"))}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("ok ")
+
+
+def test_kernel_sources_layout() -> None:
+    """One hot-path source: the .pyx twin is gone; the C types live in kernels/*.pxd."""
+    assert not (ROOT / "kernels" / "_kernel.pyx").exists()
+    assert (ROOT / "kernels" / "_kernel.pxd").exists()
+    assert (ROOT / "kernels" / "_mixedgen.pxd").exists()

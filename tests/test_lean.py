@@ -24,6 +24,7 @@ from heaputil import heap_mappings, pattern, reclaim_all
 import simalloc
 from simalloc import Config, DelayedSlabPurgePolicy, Release, ReleasePolicy
 from simalloc import constants as K
+from simalloc.experiments import explain_lean
 
 MiB = 1 << 20
 N_BLOCKS = 1 << 16  # 64 Ki blocks of 1000 bytes -> C7 (stride 2048) = 128 MiB of slabs
@@ -102,7 +103,7 @@ def test_lean_dontneed_returns_memory(make_heap):
     # the budget: warm (committed) cached superslabs plus active ones stay within 10 MiB
     warm = st["superslabs_cached"] - st["superslabs_cached_decommitted"]
     assert (warm + st["superslabs_active"]) * heap.ss_bytes <= 10 * MiB
-    assert "lean_retire=" in heap.explain_lean() and "lean_retire=0" not in heap.explain_lean()
+    assert "lean_retire=" in explain_lean(heap) and "lean_retire=0" not in explain_lean(heap)
     # the heap reuses decommitted superslabs transparently
     again = [heap.malloc(BLOCK) for _ in range(5000)]
     for i, p in enumerate(again):
@@ -156,13 +157,15 @@ def test_lean_unmap_retire(make_heap):
 def test_mixed_ws400_never_retires(make_heap):
     heap = make_heap(mem_lean=True, mem_lean_decommit="DONTNEED")
     slots = np.zeros(400, np.uint64)
-    heap.run_mixed(20_000, 400, 1 + 0xDEADBEEF, slots)  # warm-up
-    heap.run_mixed(200_000, 400, 1, slots)
+    from simalloc.workloads.mixed import run_mixed
+
+    run_mixed(heap, 20_000, 400, 1 + 0xDEADBEEF, slots)  # warm-up
+    run_mixed(heap, 200_000, 400, 1, slots)
     st = heap.stats()
     assert st["ops"] > 200_000
     assert st["lean_retire"] == 0 and st["lean_decommit"] == 0
     assert st["superslabs_active"] >= 1
-    why = heap.explain_lean()
+    why = explain_lean(heap)
     assert "lean_retire=0" in why and "release guard" in why
     heap.check()
     heap.drain_slots(slots)
@@ -246,7 +249,9 @@ def test_delayed_slab_purge_ticks_from_the_hot_path(make_heap):
     heap.trim()
     assert heap.stats()["slab_decommits"] == 0
     slots = np.zeros(64, np.uint64)
-    heap.run_mixed(2000, 64, 7, slots)  # kernel loop: ticks every 64 ops
+    from simalloc.workloads.mixed import run_mixed
+
+    run_mixed(heap, 2000, 64, 7, slots)  # kernel loop (apply): ticks every 64 ops
     assert heap.stats()["slab_decommits"] > 0
     heap.drain_slots(slots)
     heap.free(keeper)

@@ -207,6 +207,8 @@ def test_use_after_close(make_heap):
     heap.close()
     slots = np.zeros(4, np.uint64)
     ops = np.zeros((1, 3), np.int64)
+    from simalloc.workloads.mixed import run_mixed
+
     calls = [
         lambda: heap.malloc(10), lambda: heap.free(p), lambda: heap.free(big),
         lambda: heap.free(0), lambda: heap.calloc(2, 2), lambda: heap.realloc(p, 20),
@@ -214,7 +216,7 @@ def test_use_after_close(make_heap):
         lambda: heap.view(big), lambda: heap.trim(), lambda: heap.tick(), lambda: heap.stats(),
         lambda: heap.residency(), lambda: heap.memory_report(), lambda: heap.check(),
         lambda: heap.empty_report(),
-        lambda: heap.replay(ops, slots), lambda: heap.run_mixed(10, 4, 1, slots),
+        lambda: heap.replay(ops, slots), lambda: run_mixed(heap, 10, 4, 1, slots),
         lambda: heap.drain_slots(slots),
     ]
     for call in calls:

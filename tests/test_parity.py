@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import simalloc
+from simalloc.workloads.mixed import run_mixed
 
 pytestmark = pytest.mark.skipif("cython" not in simalloc.available_kernels(),
                                 reason="the Cython kernel is not built")
@@ -51,6 +52,7 @@ def _stats(heap: simalloc.Heap) -> dict:
     st["syscalls"] -= 2 * retries
     st["mapped_bytes"] -= waste
     st.pop("mapped_peak_bytes")
+    st["ss_mmap_calls"] -= st.pop("ss_fallback_mmap")  # the superslab share of align_retries
     return st
 
 
@@ -113,14 +115,15 @@ def test_same_decisions_step_by_step(name, prog):
 
 @pytest.mark.parametrize("ws", [400, 4000])
 def test_mixed_stream_identical(ws):
-    """The batch Mixed loop (in C vs in Python) ends in the same state, slot by slot."""
+    """The batch Mixed loop (``run_mixed``: generator chunks through each kernel's ``apply``)
+    ends in the same state, slot by slot."""
     heaps = _pair()
     try:
         slots = [np.zeros(ws, np.uint64) for _ in heaps]
         finals = []
         for h, sl in zip(heaps, slots, strict=True):
-            h.run_mixed(3_000, ws, 1 + 0xDEADBEEF, sl)
-            finals.append(h.run_mixed(30_000, ws, 1, sl))
+            run_mixed(h, 3_000, ws, 1 + 0xDEADBEEF, sl)
+            finals.append(run_mixed(h, 30_000, ws, 1, sl))
         assert finals[0] == finals[1]
         where = [[_where(h, int(p)) if p else None for p in sl] for h, sl in zip(heaps, slots, strict=True)]
         assert where[0] == where[1]
@@ -159,3 +162,70 @@ def test_replay_identical():
     finally:
         for h in heaps:
             h.close()
+
+
+def test_one_source_two_builds():
+    """The compiled kernel is built from the Python kernel's source (same docstrings, same
+    public names) and says which build it is."""
+    from simalloc import _kernel, _kernel_py
+
+    assert (_kernel.KERNEL_NAME, _kernel_py.KERNEL_NAME) == ("cython", "python")
+    public = sorted(n for n in dir(_kernel_py.Kernel) if not n.startswith("_"))
+    for name in public:
+        assert getattr(_kernel.Kernel, name).__doc__ == getattr(_kernel_py.Kernel, name).__doc__, (
+            f"Kernel.{name}: the compiled kernel is stale; rebuild (python setup.py build_ext)")
+    assert _kernel.Kernel.__doc__ == _kernel_py.Kernel.__doc__
+
+
+def test_empty_batches():
+    heaps = _pair()
+    try:
+        for h in heaps:
+            sl = np.zeros(0, np.uint64)
+            h.replay(np.zeros((0, 3), np.int64), sl)
+            assert h.drain_slots(sl) == 0
+            assert run_mixed(h, 0, 1, 5, np.zeros(1, np.uint64)) == 5
+    finally:
+        for h in heaps:
+            h.close()
+
+
+def test_bind_unbind_identical():
+    heaps = _pair(tiny_prewarm=False)
+    try:
+        for h in heaps:
+            k = h.kernel
+            k.bind(3, 0, 5)
+            assert (k.cur_ss[3], k.cur_slab[3]) == (0, 5)
+            k.unbind(3)
+            assert (k.cur_ss[3], k.cur_slab[3]) == (-1, -1)
+    finally:
+        for h in heaps:
+            h.close()
+
+
+@pytest.mark.parametrize(("ws", "seed"), [(400, 1), (7, 0xDEADBEEF), (4000, 12345), (1, 3)])
+def test_mixed_generators_identical(ws, seed):
+    """The compiled Mixed generator, its plain-Python build and the reference ``mixed_ops``
+    give the same rows, chunk boundaries included."""
+    from simalloc.workloads import _mixedgen, _mixedgen_py
+    from simalloc.workloads.mixed import mixed_ops
+
+    assert _mixedgen.COMPILED and not _mixedgen_py.COMPILED
+    n = 5_000
+    ref = np.array(list(mixed_ops(n, ws, seed, prefault=0, drain=False)), np.int64)
+    for gen_cls in (_mixedgen.MixedGen, _mixedgen_py.MixedGen):
+        gen = gen_cls(ws, seed)
+        rows = np.zeros((n, 3), np.int64)
+        done = 0
+        for step in (1, 999, 0, 3000, n):
+            step = min(step, n - done)
+            chunk = np.full((step + 2, 3), -7, np.int64)
+            assert gen.fill(chunk, step) == step
+            assert (chunk[step:] == -7).all()  # rows beyond n untouched
+            rows[done:done + step] = chunk[:step]
+            done += step
+        assert np.array_equal(rows, ref)
+        skip = gen_cls(ws, seed)
+        skip.advance(n)
+        assert skip.state == gen.state and np.array_equal(skip.occ, gen.occ)

@@ -1,5 +1,6 @@
 """Tests of simalloc.workloads: xorshift32, stream determinism and semantics, the chunked
-runner on real heaps (pure-Python kernel), and Mixed's kernel loop against its replayed stream."""
+runner on real heaps (pure-Python kernel), Mixed's generator and ``run_mixed`` against the
+reference stream and its replay."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import simalloc
-from simalloc import Config, ConfigError
+from simalloc import Config, ConfigError, HeapClosedError, TraceError
 from simalloc.constants import OP_FREE, OP_MALLOC
 from simalloc.workloads import (
     WORKLOADS,
@@ -21,6 +22,7 @@ from simalloc.workloads import (
     XorshiftStream,
     get_workload,
     mixed_ops,
+    run_mixed,
     xorshift32,
     xorshift32_array,
 )
@@ -197,7 +199,7 @@ def test_mixed_prefault_is_not_drained() -> None:
 
 
 def test_mixed_kernel_loop_equals_replay() -> None:
-    """warmup + run_chunks (kernel loop) and warmup + replay(op_stream) end in the same state."""
+    """warmup + run_chunks (``run_mixed``) and warmup + replay(op_stream) end in the same state."""
     w = get_workload("mixed", ops=6000, ws=400, seed=1)
     results = []
     for mode in ("chunks", "replay"):
@@ -216,9 +218,69 @@ def test_mixed_kernel_loop_equals_replay() -> None:
             results.append(st)
     a, b = results
     for key in ("ops", "ss_acquired", "ss_fresh", "refills", "drains", "slow_refills",
-                "stage_empty_same", "stage_partial", "stage_unused", "slab_empty_events",
+                "stage_1_free_slot", "stage_partial", "stage_2_unused", "slab_empty_events",
                 "mmap_total", "superslabs_active", "slabs_empty"):
         assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize(("ws", "seed", "n"), [(400, 1, 3000), (5, 0xFFFFFFFF, 500), (1, 9, 40)])
+def test_mixed_python_generator_matches_reference(ws: int, seed: int, n: int) -> None:
+    """The plain-Python build of the Mixed generator (what a compiler-less install runs) gives
+    the reference rows, and ``advance`` moves exactly like ``fill``."""
+    from simalloc.workloads._mixedgen_py import MixedGen as PyMixedGen
+
+    gen = PyMixedGen(ws, seed)
+    rows = np.zeros((n, 3), np.int64)
+    assert gen.fill(rows, n) == n
+    ref = np.array(list(mixed_ops(n, ws, seed, prefault=0, drain=False)), np.int64)
+    assert np.array_equal(rows, ref)
+    skip = PyMixedGen(ws, seed)
+    skip.advance(n)
+    assert skip.state == gen.state and skip.occ.tolist() == gen.occ.tolist()
+    with pytest.raises(ValueError):
+        gen.fill(rows, n + 1)
+    with pytest.raises(ValueError):
+        PyMixedGen(0, 1)
+
+
+def test_run_mixed_chains_and_matches_the_reference() -> None:
+    """``run_mixed`` from empty slots applies exactly ``mixed_ops`` (same decisions as replaying
+    it), returns the xorshift state, reads the occupancy from the slots (calls chain), and
+    writes ``size & 0xFF`` as each new block's first byte."""
+    cycles, ws = 4000, 64
+    results = []
+    for mode in ("run_mixed", "replay"):
+        with python_heap() as heap:
+            slots = np.zeros(ws, np.uint64)
+            if mode == "run_mixed":
+                state = run_mixed(heap, cycles // 2, ws, 5, slots)
+                state = run_mixed(heap, cycles - cycles // 2, ws, state, slots)
+                s = 5
+                for _ in range(cycles):
+                    s = xorshift32(s)
+                assert state == s
+            else:
+                rows = np.array(list(mixed_ops(cycles, ws, 5, prefault=0, drain=False)), np.int64)
+                heap.replay(rows, slots)
+            live = {int(i): heap.view(int(p))[0] for i, p in enumerate(slots) if p}
+            st = heap.stats()
+            results.append((live, {k: st[k] for k in ("ops", "refills", "drains", "live_blocks")}))
+            heap.drain_slots(slots)
+            heap.check()
+    assert results[0] == results[1]
+
+
+def test_run_mixed_rejects_bad_arguments() -> None:
+    with python_heap() as heap:
+        with pytest.raises(TraceError, match="ws"):
+            run_mixed(heap, 10, 0, 1, np.zeros(4, np.uint64))
+        with pytest.raises(TraceError, match="ws"):
+            run_mixed(heap, 10, 5, 1, np.zeros(4, np.uint64))
+        with pytest.raises(TraceError, match="slots"):
+            run_mixed(heap, 10, 4, 1, np.zeros(4, np.int64))
+        assert run_mixed(heap, 0, 4, 7, np.zeros(4, np.uint64)) == 7
+    with pytest.raises(HeapClosedError):
+        run_mixed(heap, 10, 4, 1, np.zeros(4, np.uint64))
 
 
 def test_mixed_ws_4000_named_case() -> None:

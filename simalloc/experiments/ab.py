@@ -14,7 +14,8 @@ epoch_cv_pct               per-epoch throughput CV inside a run, median over run
 peak_resident_bytes        max over runs of the run's peak resident bytes (heap's own mappings)
 mean_resident_bytes        mean over runs of the run's mean resident bytes
 final_resident_bytes       median over runs of the resident bytes after the last epoch
-process_peak_rss_bytes     max over runs of VmHWM (per process; see metrics.py)
+process_peak_rss_bytes     max over runs of VmHWM: the whole process, *including the Python
+                           interpreter* (~30 MB; per process, see metrics.py)
 drift_pct                  max over runs of the resident drift first epoch -> last epoch
 drift_settled_pct          max over runs of the drift over the second half of the epochs
 syscalls_per_op            mean over runs of OS calls during the timed part / ops
@@ -23,9 +24,12 @@ madvise_calls              ``explain_lean``)
 =========================  =====================================================================
 
 Output: :meth:`AbResult.as_json` (top-level ``verdict``, ``a``, ``b``, ``delta`` plus
-``reasons``, ``checks``, ``criteria``, ``workload``, ``kernel``, ``native``),
-:func:`format_table` for a terminal and :func:`write_report` for a Phase-54-style
-``report.md`` with PNG plots.
+``reasons``, ``checks``, ``criteria``, ``failed_runs``, ``descriptions`` (:data:`DESCRIPTIONS`:
+what each figure covers), ``workload``, ``kernel``, ``native``), :func:`format_table` for a
+terminal and :func:`write_report` for a Phase-54-style ``report.md`` with PNG plots.  The plots
+need matplotlib (the ``plot`` extra: ``pip install "simalloc[plot]"``); without it
+:func:`write_report` raises ``ImportError`` with that one line (:data:`PLOT_HINT`) before
+writing anything, and ``simalloc ab --report`` exits 2 with it before running.
 """
 
 from __future__ import annotations
@@ -39,10 +43,10 @@ from typing import Any
 
 from .metrics import RunResult, RunSpec, cv_pct, finite, run_once
 from .overrides import format_overrides
-from .verdict import GO, NO_GO, Criteria, Verdict, judge
+from .verdict import GO, NA, NO_GO, RESIDENT_LABELS, Criteria, Verdict, judge
 
-__all__ = ["DEFAULT_A", "DEFAULT_B", "SIDE_KEYS", "AbResult", "AbSpec", "aggregate", "delta",
-           "format_table", "run_ab", "write_report"]
+__all__ = ["DEFAULT_A", "DEFAULT_B", "DESCRIPTIONS", "PLOT_HINT", "SIDE_KEYS", "AbResult", "AbSpec",
+           "aggregate", "delta", "format_table", "require_matplotlib", "run_ab", "write_report"]
 
 #: Phase 54's sides: A = FAST (lean off), B = LEAN (lean on, default decommit FREE).
 DEFAULT_A: dict[str, str] = {"HAKMEM_SS_MEM_LEAN": "0"}
@@ -57,6 +61,37 @@ SIDE_KEYS = (
 )
 
 MACHINE_NOTE = "shared 2-core machine; medians and ratios quoted"
+
+#: What the memory figures of a side table (and of a run, :class:`~.metrics.RunResult`) cover:
+#: the ``descriptions`` of the ``--json`` documents.  Heap figures are the heap's own mappings;
+#: process figures are the whole process, the Python interpreter included.
+DESCRIPTIONS: dict[str, str] = {
+    "peak_resident_bytes": "heap only: resident bytes of the heap's own mappings (pagemap), "
+                           "max over the epoch samples",
+    "mean_resident_bytes": "heap only: mean of the epoch samples of the heap's resident bytes",
+    "final_resident_bytes": "heap only: the heap's resident bytes after the last epoch",
+    "epoch_resident_bytes": "heap only: the heap's resident bytes after each epoch",
+    "process_peak_rss_bytes": "whole process, including the Python interpreter (~30 MB): "
+                              "VmHWM; in one process it also covers earlier runs unless "
+                              "isolated",
+    "process_rss_bytes": "whole process, including the Python interpreter: VmRSS after the run",
+    "epoch_vm_rss_bytes": "whole process, including the Python interpreter: VmRSS after each "
+                          "epoch",
+    "drift_pct": "heap only: resident change first epoch -> last epoch, in %",
+    "drift_settled_pct": "heap only: resident change over the second half of the epochs, in %",
+    "syscalls_per_op": "the heap's mmap/munmap/madvise calls during the timed part per op",
+}
+
+#: The one line shown when plotting is asked for without matplotlib installed.
+PLOT_HINT = 'simalloc: plotting needs matplotlib: pip install "simalloc[plot]"'
+
+
+def require_matplotlib() -> None:
+    """Raise ``ImportError(PLOT_HINT)`` unless matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(PLOT_HINT, name="matplotlib") from exc
 
 
 @dataclass(frozen=True)
@@ -177,6 +212,12 @@ class AbResult:
     native_note: str = ""
 
     @property
+    def failed_runs(self) -> list[str]:
+        """``"A run 2: Error: ..."`` for every run that raised or died."""
+        return [f"{side} run {i}: {r.error}" for side, runs in (("A", self.a_runs), ("B", self.b_runs))
+                for i, r in enumerate(runs, 1) if r.error]
+
+    @property
     def ws(self) -> int | None:
         """The working set the runs used (the workload's default when the spec says None)."""
         return self.a_runs[0].ws if self.a_runs and self.a_runs[0].ws else self.spec.ws
@@ -191,7 +232,10 @@ class AbResult:
             "delta": self.delta,
             "reasons": self.verdict.reasons,
             "checks": self.verdict.as_dict()["checks"],
+            "notes": self.verdict.notes,
             "criteria": s.criteria.as_dict(),
+            "failed_runs": self.failed_runs,
+            "descriptions": dict(DESCRIPTIONS),
             "workload": {"name": s.workload, "describe": self.describe, "ops": s.ops, "ws": self.ws,
                          "seed": s.seed, "seed_stride": s.seed_stride, "params": s.params,
                          "runs": s.runs, "epochs": s.epochs, "isolate": s.isolate},
@@ -254,7 +298,7 @@ _ROWS: tuple[tuple[str, str, Callable[[float], str], str], ...] = (
     ("peak resident (heap)", "peak_resident_bytes", _kib, "pct"),
     ("mean resident (heap)", "mean_resident_bytes", _kib, "pct"),
     ("final resident (heap)", "final_resident_bytes", _kib, "pct"),
-    ("process peak RSS (VmHWM)", "process_peak_rss_bytes", _kib, "pct"),
+    ("process peak RSS (VmHWM, incl. Python)", "process_peak_rss_bytes", _kib, "pct"),
     ("resident drift, first->last", "drift_pct", lambda v: f"{v:+.2f}%", "pp"),
     ("resident drift, settled", "drift_settled_pct", lambda v: f"{v:+.2f}%", "pp"),
     ("syscalls/op", "syscalls_per_op", lambda v: f"{v:.3g}", "abs"),
@@ -306,8 +350,16 @@ def format_table(res: AbResult) -> str:
     elif res.native_note:
         lines += ["", f"native: {res.native_note}"]
     lines += ["", f"A {res.a.get('stats_line', '')}", f"B {res.b.get('stats_line', '')}"]
+    lines += ["", "heap figures: the heap's own mappings; process figures (VmHWM, VmRSS) include the "
+              "Python interpreter."]
+    lines += ["", "criteria (PASS / FAIL / N/A; measured, threshold):"]
+    lines += [f"  {ch.line()}" for ch in res.verdict.checks]
     lines += ["", f"verdict: {res.verdict.label}"]
     lines += [f"  {r}" for r in res.verdict.reasons]
+    lines += [f"  note: {n}" for n in res.verdict.notes]
+    if res.failed_runs:
+        lines += ["", f"FAILED RUNS ({len(res.failed_runs)}): the experiment is incomplete"]
+        lines += [f"  {e}" for e in res.failed_runs]
     return "\n".join(lines)
 
 
@@ -353,8 +405,13 @@ def _plot(res: AbResult, outdir: Path) -> list[Path]:
     return out
 
 
-def _mark(ok: bool) -> str:
-    return "✅" if ok else "❌"
+def _mark(outcome: str) -> str:
+    return {"PASS": "✅ PASS", "FAIL": "❌ FAIL", NA: "➖ N/A"}[outcome]
+
+
+def _criterion(ch: Any) -> str:
+    text = f"- {_mark(ch.outcome)} {ch.name}: measured {ch.measured}, threshold {ch.threshold}"
+    return text + (f" ({ch.detail})" if ch.detail else "")
 
 
 def report_markdown(res: AbResult) -> str:
@@ -368,7 +425,7 @@ def report_markdown(res: AbResult) -> str:
     L = [f"# Memory-Lean A/B (simalloc): {s.workload} WS={ws}", ""]
     L += ["## Summary", ""]
     L += [f"B ({b.get('policy')}) against A ({a.get('policy')}) on {s.workload} WS={ws}, "
-          f"{s.runs} interleaved runs per side. The {c.resident_metric} resident bytes of the heap "
+          f"{s.runs} interleaved runs per side. The {RESIDENT_LABELS[c.resident_metric]} "
           f"went from {_kib(a[rk])} to {_kib(b[rk])} ({_pct(red)}); throughput "
           f"({c.throughput_metric}) {a[tk]:,.0f} -> {b[tk]:,.0f} ops/s ({_pct(d[tk]['pct'])}); "
           f"lean_decommit={b['lean_decommit']}, lean_retire={b['lean_retire']}. "
@@ -399,21 +456,23 @@ def report_markdown(res: AbResult) -> str:
               for r in res.native]
         L += [""]
     L += ["## Judgment Criteria", ""]
-    L += ["### GO (production-ready): every one of"]
-    L += [f"- {_mark(ch.passed)} {ch.name}: {ch.detail}" for ch in v.checks if ch.gate == GO]
-    L += ["", "### NO-GO (revert): any of (✅ = did not happen)"]
-    L += [f"- {_mark(ch.passed)} {ch.name}: {ch.detail}" for ch in v.checks if ch.gate == NO_GO]
+    L += ["Each criterion: outcome (PASS, FAIL or N/A: not applicable), measured value, threshold.", ""]
+    L += ["### GO (production-ready): every one of (N/A counts as met)"]
+    L += [_criterion(ch) for ch in v.checks if ch.gate == GO]
+    L += ["", "### NO-GO (revert): any of (PASS = did not happen)"]
+    L += [_criterion(ch) for ch in v.checks if ch.gate == NO_GO]
     L += ["", "### NEUTRAL (research box)",
           "- no NO-GO condition, but at least one GO criterion failed (RSS reduction without the "
           "throughput, syscall overhead above the GO budget, or variance up with drift 0).", ""]
     L += [f"## Verdict: {v.label}", ""]
     L += [f"- {r}" for r in v.reasons]
+    L += [f"- note: {n}" for n in v.notes]
     L += ["", "## Why lean_retire is what it is", "",
           f"- A: {a.get('explain_lean')}", f"- B: {b.get('explain_lean')}", ""]
     L += ["## OS stats (last run of each side)", "", "```",
           f"A {a.get('stats_line')}", f"B {b.get('stats_line')}", "```", ""]
-    if a.get("errors") or b.get("errors"):
-        L += ["## Errors", ""] + [f"- A {e}" for e in a["errors"]] + [f"- B {e}" for e in b["errors"]] + [""]
+    if res.failed_runs:
+        L += ["## Failed runs (the experiment is incomplete)", ""] + [f"- {e}" for e in res.failed_runs] + [""]
     L += ["## Plots", "", "![heap resident bytes over time](resident.png)", "",
           "![throughput per epoch](throughput.png)", ""]
     m = _machine()
@@ -424,7 +483,9 @@ def report_markdown(res: AbResult) -> str:
 
 def write_report(res: AbResult, outdir: str | Path) -> list[Path]:
     """Write ``report.md``, ``resident.png`` and ``throughput.png`` into ``outdir`` (created
-    if missing).  Returns the paths written."""
+    if missing).  Returns the paths written.  Raises ``ImportError`` (:data:`PLOT_HINT`), and
+    writes nothing, when matplotlib is not installed."""
+    require_matplotlib()
     d = Path(outdir)
     d.mkdir(parents=True, exist_ok=True)
     md = d / "report.md"

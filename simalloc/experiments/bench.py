@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .ab import aggregate
+from .ab import DESCRIPTIONS, aggregate
 from .metrics import RunResult, RunSpec, cv_pct, run_once
 
 __all__ = ["BenchResult", "collect_native", "format_bench", "run_bench"]
@@ -36,7 +36,13 @@ class BenchResult:
         return {"workload": {"name": s.workload, "ops": s.ops, "ws": s.ws, "seed": s.seed,
                              "params": s.params, "epochs": s.epochs},
                 "overrides": s.overrides, "summary": self.table,
+                "failed_runs": self.failed_runs, "descriptions": dict(DESCRIPTIONS),
                 "native": self.native, "native_note": self.native_note}
+
+    @property
+    def failed_runs(self) -> list[str]:
+        """``"run 2: Error: ..."`` for every run that raised or died."""
+        return [f"run {i}: {r.error}" for i, r in enumerate(self.runs, 1) if r.error]
 
 
 def run_bench(spec: RunSpec, runs: int = 3, isolate: bool = False, seed_stride: int = 0,
@@ -57,8 +63,9 @@ def run_bench(spec: RunSpec, runs: int = 3, isolate: bool = False, seed_stride: 
 def collect_native(cycles: int, ws: int, seed: int, runs: int = 1,
                    log: Callable[[str], None] | None = None) -> tuple[list[dict[str, Any]], str]:
     """One row ``{allocator, runs, ops, seconds, ops_per_s, ops_per_s_cv_pct, max_rss_bytes}``
-    per native allocator found (medians over ``runs``; max of the peak RSS), and a note (why there are none, which were skipped).  Never raises for a missing
-    compiler or library: that is reported in the note."""
+    per native allocator found (medians over ``runs``; max of the peak RSS), and a note (why
+    there are none, which were skipped).  Never raises for a missing compiler or library: that
+    is reported in the note."""
     try:
         from ..native import ALLOCATOR_LIBS, NativeUnavailable, find_allocators, run_native
     except ImportError as exc:
@@ -102,21 +109,21 @@ def format_bench(res: BenchResult) -> str:
     """A per-run table and the summary lines."""
     t = res.table
     lines = [f"{'run':>3}  {'ops/s':>12}  {'epoch CV':>8}  {'peak resident':>13}  "
-             f"{'process peak':>12}  {'syscalls/op':>11}  {'drift':>8}  {'settled':>8}"]
+             f"{'process peak*':>13}  {'syscalls/op':>11}  {'drift':>8}  {'settled':>8}"]
     for i, r in enumerate(res.runs, 1):
         if r.error:
             lines.append(f"{i:>3}  ERROR {r.error}")
             continue
         lines.append(f"{i:>3}  {r.ops_per_s:>12,.0f}  {r.epoch_cv_pct:>7.2f}%  "
-                     f"{_kib(r.peak_resident_bytes):>13}  {_kib(r.process_peak_rss_bytes):>12}  "
+                     f"{_kib(r.peak_resident_bytes):>13}  {_kib(r.process_peak_rss_bytes):>13}  "
                      f"{r.syscalls_per_op:>11.3g}  {r.drift_pct:>+7.2f}%  {r.drift_settled_pct:>+7.2f}%")
     lines += [
         "",
         f"ops/s: mean {t['ops_per_s_mean']:,.0f}  median {t['ops_per_s_median']:,.0f}  "
         f"CV {t['ops_per_s_cv_pct']:.2f}% (runs), {t['epoch_cv_pct']:.2f}% (epochs, median)",
         f"heap resident peak {_kib(t['peak_resident_bytes'])}  mean {_kib(t['mean_resident_bytes'])}  "
-        f"final {_kib(t['final_resident_bytes'])}; process peak RSS "
-        f"{_kib(t['process_peak_rss_bytes'])}",
+        f"final {_kib(t['final_resident_bytes'])}; process peak RSS (VmHWM, incl. the Python "
+        f"interpreter) {_kib(t['process_peak_rss_bytes'])}",
         f"resident drift first->last {t['drift_pct']:+.2f}%, settled {t['drift_settled_pct']:+.2f}% "
         "(max over runs)",
         f"syscalls/op {t['syscalls_per_op']:.3g}; lean_decommit={t['lean_decommit']} "
@@ -129,4 +136,9 @@ def format_bench(res: BenchResult) -> str:
                   f"{_kib(row['max_rss_bytes'])}" for row in res.native]
     if res.native_note:
         lines.append(f"native: {res.native_note}")
+    lines.append("* process peak = VmHWM of the whole process, the Python interpreter included; "
+                 "resident = the heap's own mappings")
+    if res.failed_runs:
+        lines += [f"FAILED RUNS ({len(res.failed_runs)} of {len(res.runs)}):"]
+        lines += [f"  {e}" for e in res.failed_runs]
     return "\n".join(lines)

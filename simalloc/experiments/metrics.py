@@ -58,6 +58,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..heap import Heap
 from ..oslayer import process_memory, reset_peak_rss
+from .explain import explain_lean
 
 __all__ = ["RunResult", "RunSpec", "cv_pct", "drift_pct", "drift_settled_pct", "finite",
            "run_once"]
@@ -200,11 +201,17 @@ def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
     res = RunResult(label=spec.label, workload=w.name, describe=w.describe(), seed=spec.seed,
                     config={}, ws=w.ws, isolated=isolated)
     res.process_peak_reset = reset_peak_rss()
-    heap = Heap(**spec.overrides)  # ConfigError propagates: a usage error, not a crash
+    try:
+        heap = Heap(**spec.overrides)
+    except ConfigError:
+        raise  # a usage error, not a crash
+    except Exception as exc:  # e.g. a policy that raises while the heap prewarms: the run failed
+        res.error = f"heap construction failed: {type(exc).__name__}: {exc}"
+        return res
     try:
         res.config = dict(heap.config.diff())
         res.kernel = heap.kernel_name
-        res.policy = heap.policy.describe()
+        res.policy = _safe(heap.policy.describe, type(heap.policy).__name__)
         slots = np.zeros(w.nslots, dtype=np.uint64)
         try:
             res.warmup_ops = int(w.warmup(heap, slots))
@@ -249,14 +256,17 @@ def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
             setattr(res, key, int(st.get(key, 0)))
         res.mapped_peak_bytes = int(st.get("mapped_peak_bytes", 0))
         res.stats_line = _safe(heap.os_stats_line, "")
-        res.explain_lean = _safe(heap.explain_lean, "")
+        res.explain_lean = _safe(lambda: explain_lean(heap), "")
         no_report: dict[str, int] = {}
         res.empty_report = dict(_safe(heap.empty_report, no_report))
         pm = process_memory()
         res.process_peak_rss_bytes = pm["vm_hwm_bytes"]
         res.process_rss_bytes = pm["vm_rss_bytes"]
     finally:
-        heap.close()
+        try:
+            heap.close()
+        except Exception as exc:  # closing after a failure: record it, never mask the first error
+            res.error = res.error or f"close failed: {type(exc).__name__}: {exc}"
     return res
 
 

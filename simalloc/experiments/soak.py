@@ -13,8 +13,9 @@ Per-epoch CSV columns (:data:`CSV_COLUMNS`)::
 
     epoch, t_s (seconds since the soak started, at the epoch's end), seconds (timed length),
     ops, ops_per_s, resident_bytes (heap's own mappings, pagemap), lazyfree_bytes (smaps),
-    vm_rss_bytes (process), mapped_bytes, syscalls (OS calls during the epoch),
-    syscalls_total, lean_decommit, lean_retire (cumulative counters), passes (completed)
+    vm_rss_bytes (the whole process's VmRSS, the Python interpreter included), mapped_bytes,
+    syscalls (OS calls during the epoch), syscalls_total, lean_decommit, lean_retire
+    (cumulative counters), passes (completed)
 
 Summary: resident drift first -> last epoch (:func:`~.metrics.drift_pct`), throughput CV over
 epochs, and the low-throughput tail p1 / p0.1 of per-epoch ops/s (hakmem's
@@ -36,6 +37,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..heap import Heap
+from .explain import explain_lean
 from .metrics import cv_pct, drift_pct
 
 __all__ = ["CSV_COLUMNS", "SoakEpoch", "SoakResult", "SoakSpec", "format_soak", "run_soak",
@@ -88,6 +90,16 @@ class SoakEpoch:
 
 CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SoakEpoch))
 
+#: What the memory figures cover (the ``descriptions`` of ``--json``): heap figures are the
+#: heap's own mappings, process figures the whole process with the Python interpreter.
+SOAK_DESCRIPTIONS: dict[str, str] = {
+    "resident_bytes": "heap only: resident bytes of the heap's own mappings (pagemap) at the epoch's end",
+    "drift_pct": "heap only: resident change first epoch -> last epoch, in %",
+    "vm_rss_bytes": "whole process, including the Python interpreter: VmRSS at the epoch's end",
+    "vm_rss_drift_pct": "whole process, including the Python interpreter: VmRSS change first -> last "
+                        "epoch, in %",
+}
+
 
 @dataclass
 class SoakResult:
@@ -113,6 +125,7 @@ class SoakResult:
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["spec"] = asdict(self.spec)
+        d["descriptions"] = dict(SOAK_DESCRIPTIONS)
         return d
 
 
@@ -154,8 +167,15 @@ def run_soak(spec: SoakSpec, progress: bool = True) -> SoakResult:
     (``disable=None``: off when stderr is not a terminal)."""
     from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
-    heap = Heap(**spec.overrides)
-    res = SoakResult(spec=spec, kernel=heap.kernel_name, policy=heap.policy.describe(), epochs=[])
+    try:
+        heap = Heap(**spec.overrides)
+    except ConfigError:
+        raise  # a usage error, not a crash
+    except Exception as exc:  # e.g. a policy that raises while the heap prewarms: the soak failed
+        return SoakResult(spec=spec, kernel="", policy="", epochs=[],
+                          error=f"heap construction failed: {type(exc).__name__}: {exc}")
+    res = SoakResult(spec=spec, kernel=heap.kernel_name, epochs=[],
+                     policy=_safe_describe(heap))
     n_epochs = max(1, math.ceil(spec.duration / spec.epoch - 1e-9))
     bar = tqdm(total=n_epochs, unit="epoch", desc="soak", disable=None if progress else True,
                leave=False)
@@ -195,13 +215,27 @@ def run_soak(spec: SoakSpec, progress: bool = True) -> SoakResult:
         except Exception as exc:  # the allocator under test failed: report it, keep the epochs
             res.error = f"{type(exc).__name__}: {exc}"
         pieces.close()
-        res.stats_line = heap.os_stats_line()
-        res.explain_lean = heap.explain_lean()
+        try:
+            res.stats_line = heap.os_stats_line()
+            res.explain_lean = explain_lean(heap)
+        except Exception as exc:  # observing a heap the failure left behind: record, go on
+            res.error = res.error or f"{type(exc).__name__}: {exc}"
     finally:
         bar.close()
-        heap.close()
+        try:
+            heap.close()
+        except Exception as exc:  # closing after a failure: record it, never mask the first error
+            res.error = res.error or f"close failed: {type(exc).__name__}: {exc}"
     _summarise(res)
     return res
+
+
+def _safe_describe(heap: Heap) -> str:
+    """The policy's description, or its class name if ``describe()`` raises."""
+    try:
+        return heap.policy.describe()
+    except Exception:
+        return type(heap.policy).__name__
 
 
 def _summarise(res: SoakResult) -> None:
@@ -246,7 +280,8 @@ def format_soak(res: SoakResult) -> str:
              f"p0.1 {res.p01_ops_per_s:,.0f} ops/s"]
     if ep:
         lines.append(f"heap resident {ep[0].resident_bytes >> 10} KiB -> {ep[-1].resident_bytes >> 10} KiB "
-                     f"(drift {res.drift_pct:+.2f}%); process VmRSS drift {res.vm_rss_drift_pct:+.2f}%")
+                     f"(drift {res.drift_pct:+.2f}%); process VmRSS (incl. the Python interpreter) drift "
+                     f"{res.vm_rss_drift_pct:+.2f}%")
         lines.append(f"syscalls/op {res.syscalls_per_op:.3g}; lean_decommit={ep[-1].lean_decommit} "
                      f"lean_retire={ep[-1].lean_retire}; passes completed {ep[-1].passes}")
     lines.append(res.stats_line)

@@ -4,33 +4,51 @@ Pure functions, no I/O.  A *metric table* is the per-side dict that
 :func:`simalloc.experiments.ab.aggregate` produces (``ops_per_s_median``,
 ``peak_resident_bytes``, ``drift_pct``, ``syscalls_per_op``, ...); side A is the baseline
 (FAST), side B the treatment (LEAN).  The criteria are those of
-``phase54-memory-lean-results.md``, each threshold a field of :class:`Criteria`:
+``phase54-memory-lean-results.md``, each threshold a field of :class:`Criteria`.  Every
+criterion is a :class:`Check` with its measured value, its threshold and an outcome:
 
-GO (production-ready) -- *all* of
+``PASS``  the criterion holds (for a NO-GO criterion: the NO-GO condition did not occur);
+``FAIL``  it does not (or its figure is missing: a table without it cannot be judged);
+``N/A``   it does not apply.  The relative resident criteria (``rss_go_reduction_pct``,
+          ``rss_nogo_reduction_pct``) are N/A when side A already meets the absolute target
+          ``rss_target_bytes``: the report's "70% reduction" is its way of saying "from ~33 MB
+          to below 10 MB", and a baseline already below the target has nothing to reduce.
+
+GO (production-ready) -- *every* GO criterion PASS or N/A:
     B's resident figure < ``rss_target_bytes`` and at least ``rss_go_reduction_pct`` lower
     than A's; B's throughput within ``throughput_min_delta_pct`` of A's; B's drift
     <= ``drift_tolerance_pct``; B's syscalls/op < ``syscalls_go_per_op``; B's CV <
     ``cv_max_pct``.
-NO-GO (revert) -- *any* of
+NO-GO (revert) -- *any* NO-GO criterion FAIL:
     resident reduction < ``rss_nogo_reduction_pct``; B's drift > ``drift_tolerance_pct``
     (a leak); B's syscalls/op > ``syscalls_nogo_per_op`` (syscalls explode); a crash or
     error on either side.
-NEUTRAL (research box) -- everything else: e.g. the RSS reduction is there but throughput
-    fell more than 10 %, syscalls are above the GO budget but below the explosion line, or
-    the variance grew while drift stayed 0.
+NEUTRAL (research box, keep for future) -- no NO-GO criterion failed but a GO criterion did.
+    The report names three such cases and the verdict's first reason says which applies:
+    the RSS target met but throughput fell more than 10 %; syscalls above the GO budget but
+    below the explosion line; the variance grew while drift stayed 0.  (A resident figure
+    reduced by 50-70 % or still above the target is NEUTRAL too: not GO, not NO-GO.)  With
+    the default ``simalloc ab`` on Mixed WS=400 the heap of both sides stays far below
+    10 MiB, LEAN never retires anything (``lean_retire=0``, as in the report), so the resident
+    criteria cannot separate the sides and the verdict is decided by throughput and
+    variance: NEUTRAL on a noisy shared machine, as the report judged it.
 
-The verdict carries the label *and* every check (passed or not) with the numbers behind it,
-so a report can print the judgment-criteria list with pass/fail marks.
+The verdict carries the label, its reasons and every check, so a report can print the
+judgment-criteria list with PASS / FAIL / N/A marks, plus notes that qualify the label without
+changing it: when B's ``lean_decommit`` and ``lean_retire`` are both 0 the release policy never
+acted, and a GO then means "no harm on this workload", not "the memory target was reached by
+LEAN" (hakmem's Phase 55 did judge such a no-op GO, for LEAN+OFF's prewarm suppression).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["GO", "NEUTRAL", "NO_GO", "Check", "Criteria", "Verdict", "judge", "resident_figure"]
+__all__ = ["FAIL", "GO", "NA", "NEUTRAL", "NO_GO", "PASS", "RESIDENT_LABELS", "Check", "Criteria",
+           "Verdict", "judge", "resident_figure"]
 
 GO = "GO"
 NEUTRAL = "NEUTRAL"
@@ -125,31 +143,64 @@ class Criteria:
         return asdict(self)
 
 
+PASS = "PASS"
+FAIL = "FAIL"
+NA = "N/A"
+OUTCOMES = (PASS, FAIL, NA)
+
+
 @dataclass(frozen=True)
 class Check:
-    """One criterion: which verdict it gates (``GO`` or ``NO-GO``), whether it passed (for a
-    NO-GO check, *passed* means the NO-GO condition did not occur) and the numbers."""
+    """One criterion: which verdict it gates (``GO`` or ``NO-GO``), its outcome (``PASS``,
+    ``FAIL`` or ``N/A``; for a NO-GO criterion PASS means the NO-GO condition did not occur),
+    the measured value and the threshold (as text, and as numbers where there are some), and
+    a detail (A's figure, why N/A, what is missing)."""
 
     gate: str
     name: str
-    passed: bool
-    detail: str
+    outcome: str
+    measured: str
+    threshold: str
+    detail: str = ""
+    value: float | None = None
+    limit: float | None = None
+    metric: str = ""  # "error" | "resident" | "throughput" | "drift" | "syscalls" | "cv"
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {self.outcome!r}")
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == PASS
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == FAIL
 
     def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'} [{self.gate}] {self.name}: {self.detail}"
+        text = f"{self.outcome} [{self.gate}] {self.name}: measured {self.measured}, threshold {self.threshold}"
+        return text + (f" ({self.detail})" if self.detail else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The label, a one-line reason per deciding check, and every check."""
+    """The label, a one-line reason per deciding check, every check, and notes that qualify
+    the label without changing it (e.g. that B's release policy never acted)."""
 
     label: str
     reasons: list[str]
     checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "reasons": list(self.reasons),
-                "checks": [asdict(c) for c in self.checks]}
+                "checks": [c.as_dict() for c in self.checks], "notes": list(self.notes)}
 
 
 def _num(table: Mapping[str, Any], key: str) -> float | None:
@@ -172,6 +223,19 @@ def _mib(x: float) -> str:
     return f"{x / (1 << 20):.3f} MiB"
 
 
+def _ok(cond: bool) -> str:
+    return PASS if cond else FAIL
+
+
+#: How the report names the judged resident figure, per ``Criteria.resident_metric``.
+RESIDENT_LABELS = {
+    "peak": "peak resident (heap)",
+    "mean": "mean resident (heap)",
+    "final": "final resident (heap)",
+    "process_peak": "process peak RSS (VmHWM, incl. the Python interpreter)",
+}
+
+
 def judge(a: Mapping[str, Any], b: Mapping[str, Any], criteria: Criteria | None = None) -> Verdict:
     """GO / NEUTRAL / NO-GO for treatment ``b`` against baseline ``a`` (module docstring).
 
@@ -180,85 +244,129 @@ def judge(a: Mapping[str, Any], b: Mapping[str, Any], criteria: Criteria | None 
     c = criteria or Criteria()
     checks: list[Check] = []
 
+    def missing(gate: str, name: str, threshold: str, what: str, metric: str) -> None:
+        checks.append(Check(gate, name, FAIL, "missing", threshold, f"{what} missing", metric=metric))
+
     # -- crash / error ---------------------------------------------------------------
     errs = [f"{side}: {e}" for side, t in (("A", a), ("B", b))
             for e in ([t["error"]] if t.get("error") else []) + list(t.get("errors") or [])]
-    checks.append(Check(NO_GO, "no crash or error", not errs,
-                        "; ".join(errs) if errs else "every run completed"))
+    checks.append(Check(NO_GO, "no crash or error", _ok(not errs),
+                        f"{len(errs)} failed run(s)" if errs else "every run completed",
+                        "0 failed runs", "; ".join(errs), float(len(errs)), 0.0, metric="error"))
 
     # -- resident memory ---------------------------------------------------------------
     ra, rb = resident_figure(a, c), resident_figure(b, c)
-    label = f"{c.resident_metric} resident"
+    label = RESIDENT_LABELS[c.resident_metric]
+    target = f"< {_mib(c.rss_target_bytes)}"
+    go_red = f">= {c.rss_go_reduction_pct:g}%"
+    nogo_red = f">= {c.rss_nogo_reduction_pct:g}%"
+    tname = f"{label} < {c.rss_target_bytes / (1 << 20):g} MiB"
+    gname = f"{label} reduction >= {c.rss_go_reduction_pct:g}%"
+    nname = f"{label} reduction >= {c.rss_nogo_reduction_pct:g}%"
     if ra is None or rb is None:
-        red = None
-        checks.append(Check(GO, f"{label} < target", False, "resident figure missing"))
-        checks.append(Check(GO, f"{label} reduction >= {c.rss_go_reduction_pct:g}%", False,
-                            "resident figure missing"))
-        checks.append(Check(NO_GO, f"{label} reduction >= {c.rss_nogo_reduction_pct:g}%", False,
-                            "resident figure missing"))
+        missing(GO, tname, target, "resident figure", "resident")
+        missing(GO, gname, go_red, "resident figure", "resident")
+        missing(NO_GO, nname, nogo_red, "resident figure", "resident")
     else:
+        checks.append(Check(GO, tname, _ok(rb < c.rss_target_bytes), f"B {_mib(rb)}", target,
+                            f"A {_mib(ra)}", rb, float(c.rss_target_bytes), metric="resident"))
         red = 100.0 * (ra - rb) / ra if ra > 0 else 0.0
-        checks.append(Check(GO, f"{label} < {_mib(c.rss_target_bytes)}", rb < c.rss_target_bytes,
-                            f"B {_mib(rb)}"))
-        detail = f"A {_mib(ra)} -> B {_mib(rb)}: {red:.1f}% lower" if ra > 0 else \
-            f"A {_mib(ra)}: nothing to reduce"
-        checks.append(Check(GO, f"{label} reduction >= {c.rss_go_reduction_pct:g}%",
-                            red >= c.rss_go_reduction_pct, detail))
-        checks.append(Check(NO_GO, f"{label} reduction >= {c.rss_nogo_reduction_pct:g}%",
-                            red >= c.rss_nogo_reduction_pct, detail))
+        measured = f"{red:.1f}% lower (A {_mib(ra)} -> B {_mib(rb)})"
+        if ra < c.rss_target_bytes:
+            why = (f"A already meets the {_mib(c.rss_target_bytes)} target ({_mib(ra)}): "
+                   "nothing to reduce")
+            checks.append(Check(GO, gname, NA, measured, go_red, why, red, c.rss_go_reduction_pct, metric="resident"))
+            checks.append(Check(NO_GO, nname, NA, measured, nogo_red, why, red,
+                                c.rss_nogo_reduction_pct, metric="resident"))
+        else:
+            checks.append(Check(GO, gname, _ok(red >= c.rss_go_reduction_pct), measured, go_red,
+                                "", red, c.rss_go_reduction_pct, metric="resident"))
+            checks.append(Check(NO_GO, nname, _ok(red >= c.rss_nogo_reduction_pct), measured,
+                                nogo_red, "", red, c.rss_nogo_reduction_pct, metric="resident"))
 
     # -- throughput ----------------------------------------------------------------------
     ta, tb = _num(a, c.throughput_key), _num(b, c.throughput_key)
     name = f"throughput ({c.throughput_metric}) >= {c.throughput_min_delta_pct:+g}%"
+    tthr = f">= {c.throughput_min_delta_pct:+g}% vs A"
     if ta is None or tb is None or ta <= 0:
-        checks.append(Check(GO, name, False, "throughput missing"))
+        missing(GO, name, tthr, "throughput", "throughput")
     else:
         dt = 100.0 * (tb - ta) / ta
-        checks.append(Check(GO, name, dt >= c.throughput_min_delta_pct,
-                            f"A {ta:,.0f} -> B {tb:,.0f} ops/s ({dt:+.1f}%)"))
+        checks.append(Check(GO, name, _ok(dt >= c.throughput_min_delta_pct), f"{dt:+.1f}%", tthr,
+                            f"A {ta:,.0f} -> B {tb:,.0f} ops/s", dt, c.throughput_min_delta_pct, metric="throughput"))
 
     # -- drift -----------------------------------------------------------------------------
     drift = _num(b, c.drift_key)
     dname = f"drift ({c.drift_metric}) <= {c.drift_tolerance_pct:g}%"
+    dthr = f"<= {c.drift_tolerance_pct:g}%"
     if drift is None:
-        checks.append(Check(GO, dname, False, "drift missing"))
-        checks.append(Check(NO_GO, f"no leak ({dname})", False, "drift missing"))
+        missing(GO, dname, dthr, "drift", "drift")
+        missing(NO_GO, f"no leak ({dname})", dthr, "drift", "drift")
     else:
         ok = drift <= c.drift_tolerance_pct
         other = _num(b, _DRIFT_KEYS["first_last" if c.drift_metric == "settled" else "settled"])
-        detail = f"B {drift:+.2f}% (heap resident, " + (
+        detail = "B's heap resident bytes, " + (
             "second half of the epochs" if c.drift_metric == "settled" else "first epoch -> last epoch")
         if other is not None:
             detail += ("; first -> last epoch " if c.drift_metric == "settled" else "; settled ") + \
                 f"{other:+.2f}%"
-        detail += ")"
-        checks.append(Check(GO, dname, ok, detail))
-        checks.append(Check(NO_GO, f"no leak ({dname})", ok, detail))
+        checks.append(Check(GO, dname, _ok(ok), f"B {drift:+.2f}%", dthr, detail, drift,
+                            c.drift_tolerance_pct, metric="drift"))
+        checks.append(Check(NO_GO, f"no leak ({dname})", _ok(ok), f"B {drift:+.2f}%", dthr, detail,
+                            drift, c.drift_tolerance_pct, metric="drift"))
 
     # -- syscalls ----------------------------------------------------------------------------
     sc = _num(b, "syscalls_per_op")
+    sgo, snogo = f"< {c.syscalls_go_per_op:g}/op", f"<= {c.syscalls_nogo_per_op:g}/op"
     if sc is None:
-        checks.append(Check(GO, f"syscalls < {c.syscalls_go_per_op:g}/op", False, "syscalls missing"))
-        checks.append(Check(NO_GO, f"syscalls <= {c.syscalls_nogo_per_op:g}/op", False,
-                            "syscalls missing"))
+        missing(GO, f"syscalls {sgo}", sgo, "syscalls", "syscalls")
+        missing(NO_GO, f"syscalls {snogo}", snogo, "syscalls", "syscalls")
     else:
-        checks.append(Check(GO, f"syscalls < {c.syscalls_go_per_op:g}/op",
-                            sc < c.syscalls_go_per_op, f"B {sc:.3g}/op"))
-        checks.append(Check(NO_GO, f"syscalls <= {c.syscalls_nogo_per_op:g}/op",
-                            sc <= c.syscalls_nogo_per_op, f"B {sc:.3g}/op"))
+        checks.append(Check(GO, f"syscalls {sgo}", _ok(sc < c.syscalls_go_per_op), f"B {sc:.3g}/op",
+                            sgo, "", sc, c.syscalls_go_per_op, metric="syscalls"))
+        checks.append(Check(NO_GO, f"syscalls {snogo}", _ok(sc <= c.syscalls_nogo_per_op),
+                            f"B {sc:.3g}/op", snogo, "", sc, c.syscalls_nogo_per_op, metric="syscalls"))
 
     # -- stability ---------------------------------------------------------------------------
     cv = _num(b, c.cv_key)
     cname = f"CV ({c.cv_metric}) < {c.cv_max_pct:g}%"
+    cthr = f"< {c.cv_max_pct:g}%"
     if cv is None:
-        checks.append(Check(GO, cname, False, "CV missing"))
+        missing(GO, cname, cthr, "CV", "cv")
     else:
-        checks.append(Check(GO, cname, cv < c.cv_max_pct, f"B {cv:.2f}%"))
+        ca = _num(a, c.cv_key)
+        checks.append(Check(GO, cname, _ok(cv < c.cv_max_pct), f"B {cv:.2f}%", cthr,
+                            f"A {ca:.2f}%" if ca is not None else "", cv, c.cv_max_pct, metric="cv"))
 
-    nogo = [ch for ch in checks if ch.gate == NO_GO and not ch.passed]
-    go_fail = [ch for ch in checks if ch.gate == GO and not ch.passed]
+    notes = []
+    if _num(b, "lean_decommit") == 0 and _num(b, "lean_retire") == 0:
+        notes.append("B never decommitted or retired a superslab (lean_decommit=0, lean_retire=0): "
+                     "this workload does not exercise its release policy, so the verdict says "
+                     "nothing about the policy's memory effect (the Phase 54 report, seeing the "
+                     "same, kept LEAN as a research box)")
+    return replace(_decide(checks), notes=notes)
+
+
+def _decide(checks: list[Check]) -> Verdict:
+    """The label from the checks (module docstring), with the report's NEUTRAL case named."""
+    nogo = [ch for ch in checks if ch.gate == NO_GO and ch.failed]
     if nogo:
         return Verdict(NO_GO, [ch.line() for ch in nogo], checks)
+    go_fail = [ch for ch in checks if ch.gate == GO and ch.failed]
+    na = [ch for ch in checks if ch.outcome == NA]
     if not go_fail:
-        return Verdict(GO, ["every GO criterion passed"], checks)
-    return Verdict(NEUTRAL, [ch.line() for ch in go_fail], checks)
+        reasons = ["every GO criterion passed"
+                   + (f" ({len(na)} not applicable: {'; '.join(ch.name for ch in na)})" if na else "")]
+        return Verdict(GO, reasons, checks)
+    kinds = {ch.metric for ch in go_fail}
+    cases = []
+    if "throughput" in kinds and "resident" not in kinds:
+        cases.append("RSS target met but throughput fell beyond the tolerance")
+    if "syscalls" in kinds:
+        cases.append("syscall overhead above the GO budget but below the explosion line")
+    if "cv" in kinds:
+        cases.append("throughput variance (CV) above the GO bound while drift stayed within tolerance")
+    if "resident" in kinds:
+        cases.append("resident memory not reduced to the GO target, but not a NO-GO either")
+    head = "NEUTRAL (research box): " + "; ".join(cases)
+    return Verdict(NEUTRAL, [head, *[ch.line() for ch in go_fail]], checks)

@@ -38,7 +38,8 @@ ADVICE: dict[str, int] = {
     "FREE": mmap.MADV_FREE,  # lazy: pages stay in RSS (LazyFree) until the kernel needs them
     "NOHUGEPAGE": mmap.MADV_NOHUGEPAGE,  # 4 KiB pages only: residency is reproducible
     "PAGEOUT": MADV_PAGEOUT,  # reclaim now (forces lazily freed pages back; test hook)
-    "POPULATE_WRITE": MADV_POPULATE_WRITE,  # prefault writable pages
+    "POPULATE_WRITE": MADV_POPULATE_WRITE,  # prefault writable pages (HAKMEM_SS_PREFAULT=1)
+    "WILLNEED": mmap.MADV_WILLNEED,  # hakmem's per-acquisition hint on each new superslab
 }
 
 

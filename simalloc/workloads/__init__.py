@@ -22,6 +22,8 @@ Usage::
 
 Every workload also gives its timed stream as int64 rows (``w.op_stream()``), replayable with
 ``Heap.replay(rows, slots)``; :mod:`simalloc.workloads.base` documents the contract.
+``run_mixed(heap, cycles, ws, seed, slots)`` runs bench_random_mixed's loop on a heap directly
+(the stream from :class:`MixedGen`, compiled when built, replayed chunk by chunk).
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ from ..errors import ConfigError
 from .base import Workload, XorshiftStream, xorshift32, xorshift32_array
 from .churn import ChurnWorkload
 from .larson import LarsonWorkload
-from .mixed import MixedWorkload, mixed_ops, run_mixed_on
+from .mixed import MixedGen, MixedWorkload, mixed_ops, run_mixed, run_mixed_on
 from .mstress import MstressWorkload
 from .tiny_hot import TinyHotWorkload
 
-__all__ = ["WORKLOADS", "ChurnWorkload", "LarsonWorkload", "MixedWorkload", "MstressWorkload",
-           "TinyHotWorkload", "Workload", "XorshiftStream", "get_workload", "mixed_ops",
-           "run_mixed_on", "xorshift32", "xorshift32_array"]
+__all__ = ["WORKLOADS", "ChurnWorkload", "LarsonWorkload", "MixedGen", "MixedWorkload",
+           "MstressWorkload", "TinyHotWorkload", "Workload", "XorshiftStream", "get_workload",
+           "mixed_ops", "run_mixed", "run_mixed_on", "xorshift32", "xorshift32_array"]
 
 #: Workload name -> class (read-only).
 WORKLOADS: MappingProxyType[str, type[Workload]] = MappingProxyType({

@@ -15,18 +15,19 @@ Parameters:
   ``seed + 0xDEADBEEF`` (mod 2**32); the slots are NOT drained, so the timed loop starts warm.
 
 Timed part = the ``ops`` cycles, then the final drain (free every occupied slot in index
-order), as hakmem times it.  ``total_ops = ops + drain frees``; the number of drain frees is
-computed exactly (vectorised xorshift32 and a per-slot parity count: each hit flips a slot).
+order), as hakmem times it.  ``total_ops = ops + drain frees``.
 
 Stresses: the tiny hot path (front cache, free lists, carving) with a small, steady working set
 across all classes C2..C7 -- and, for release policies, the case where no superslab ever
 empties (Phase 54's ``lean_retire=0``).
 
-Execution: :meth:`MixedWorkload.warmup` and :meth:`MixedWorkload.run_chunks` use the kernel's
-own loop (``Heap.run_mixed``, chained through the returned xorshift state, then
-``Heap.drain_slots``); :meth:`MixedWorkload.op_stream` is the identical sequence as rows
-(free rows carry size 0) for ``Heap.replay``, parity tests and the native driver.
-:func:`mixed_ops` is a plain-Python reference generator of the same rows.
+The stream has exactly three implementations: :func:`mixed_ops` here (plain Python, the
+reference), :class:`MixedGen` (``simalloc/workloads/_mixedgen_py.py``, compiled to C by
+``setup.py`` when a compiler is present: rows in chunks, at a few ns per row) and the native
+driver (``simalloc/native/driver.c``).  Execution: :func:`run_mixed` feeds :class:`MixedGen`'s
+chunks to ``Heap.replay`` (the kernel's ``apply`` loop); :meth:`MixedWorkload.warmup` and
+:meth:`MixedWorkload.run_chunks` use it (chained through the returned xorshift state, then
+``Heap.drain_slots``); :meth:`MixedWorkload.op_stream` gives the same rows as one array.
 """
 
 from __future__ import annotations
@@ -39,23 +40,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..constants import OP_FREE, OP_MALLOC
-from .base import (
-    BLOCK_ROWS,
-    Workload,
-    drain_rows,
-    toggle_kinds,
-    toggle_parity,
-    xorshift32,
-    xorshift32_array,
-)
+from ..errors import HeapClosedError, TraceError
+from .base import BLOCK_ROWS, Workload, drain_rows, xorshift32
+
+try:  # the compiled generator (setup.py builds it from _mixedgen_py.py when it can)
+    from ._mixedgen import MixedGen
+except ImportError:  # no compiler at install time: the same code, as plain Python
+    from ._mixedgen_py import MixedGen
 
 if TYPE_CHECKING:
     from ..heap import Heap
 
-__all__ = ["PREFAULT_SEED_OFFSET", "MixedWorkload", "mixed_ops", "run_mixed_on"]
+__all__ = ["CHUNK_ROWS", "PREFAULT_SEED_OFFSET", "MixedGen", "MixedWorkload", "mixed_ops",
+           "run_mixed", "run_mixed_on"]
 
 #: hakmem's prefault runs with ``seed + 0xDEADBEEF``.
 PREFAULT_SEED_OFFSET = 0xDEADBEEF
+#: Rows :func:`run_mixed` generates and replays at a time (384 KiB: stays in L2 between the
+#: generator writing it and the kernel reading it; the per-chunk Python overhead is < 1%).
+CHUNK_ROWS = 16384
 _MASK32 = 0xFFFFFFFF
 
 
@@ -96,20 +99,41 @@ def mixed_ops(cycles: int, ws: int = 400, seed: int = 1, *, prefault: int | None
                 yield OP_FREE, i, 0
 
 
-def _mixed_rows(state: int, cycles: int, ws: int, occ: np.ndarray) -> Iterator[np.ndarray]:
-    """Rows of ``cycles`` Mixed cycles after ``state``, in blocks; updates ``occ``."""
+def run_mixed(heap: Heap, cycles: int, ws: int, seed: int, slots: np.ndarray) -> int:
+    """Run ``cycles`` cycles of bench_random_mixed's loop on ``heap`` from xorshift32 state
+    ``seed`` over ``slots[:ws]`` (uint64 live addresses, 0 = empty, updated in place; the
+    occupancy is read from them, so calls chain: pass the returned state as the next ``seed``).
+    Returns the final xorshift32 state.  The final drain is not included (``Heap.drain_slots``).
+
+    The stream comes from :class:`MixedGen` in chunks of :data:`CHUNK_ROWS` rows, each replayed
+    with ``Heap.replay``.  A malloc writes ``size & 0xFF`` as the block's first byte (the
+    replay rule) where the former in-kernel loop wrote ``r & 0xFF``: the decisions, addresses and
+    counters are the same, only that byte's value differs."""
+    if heap.closed:
+        raise HeapClosedError("heap is closed")
+    if (not isinstance(slots, np.ndarray) or slots.dtype != np.uint64 or slots.ndim != 1
+            or not slots.flags.c_contiguous or not slots.flags.writeable):
+        raise TraceError("slots must be a writable, C-contiguous, 1-D numpy uint64 array")
+    ws, cycles = int(ws), int(cycles)
+    if ws <= 0 or ws > len(slots):
+        raise TraceError(f"ws={ws} must be in 1..{len(slots)}")
+    gen = MixedGen(ws, int(seed) & _MASK32, slots[:ws] != 0)
+    rows = np.empty((max(min(cycles, CHUNK_ROWS), 0), 3), dtype=np.int64)
     left = cycles
     while left > 0:
-        n = min(left, BLOCK_ROWS)
-        r, state = xorshift32_array(state, n)
-        idx = (r % np.uint32(ws)).astype(np.int64)
-        kinds = toggle_kinds(idx, occ)
-        rows = np.empty((n, 3), dtype=np.int64)
-        rows[:, 0] = kinds
-        rows[:, 1] = idx
-        rows[:, 2] = np.where(kinds == OP_MALLOC, 16 + (r & np.uint32(0x3FF)).astype(np.int64), 0)
-        yield rows
+        n = gen.fill(rows, min(left, CHUNK_ROWS))
+        heap.replay(rows[:n], slots)
         left -= n
+    return int(gen.state)
+
+
+def _mixed_blocks(gen: MixedGen, cycles: int) -> Iterator[np.ndarray]:
+    """``cycles`` cycles of ``gen`` as fresh row arrays of at most ``BLOCK_ROWS`` rows."""
+    while cycles > 0:
+        rows = np.empty((min(cycles, BLOCK_ROWS), 3), dtype=np.int64)
+        gen.fill(rows, len(rows))
+        yield rows
+        cycles -= len(rows)
 
 
 class MixedWorkload(Workload):
@@ -133,44 +157,36 @@ class MixedWorkload(Workload):
         self.nslots = self.ws
 
     # ------------------------------------------------------------------ streams
-    def _occupancy_after(self, state: int, cycles: int, occ: np.ndarray) -> None:
-        """Advance the occupancy ``occ`` over ``cycles`` cycles from ``state`` (parity only)."""
-        while cycles > 0:
-            n = min(cycles, BLOCK_ROWS)
-            r, state = xorshift32_array(state, n)
-            toggle_parity((r % np.uint32(self.ws)).astype(np.int64), occ)
-            cycles -= n
-
-    def _prefault_occupancy(self) -> np.ndarray:
-        occ = np.zeros(self.ws, dtype=bool)
-        self._occupancy_after(self.prefault_seed, self.prefault, occ)
-        return occ
+    def _timed_gen(self) -> MixedGen:
+        """The generator at the start of the timed loop (occupancy left by the prefault)."""
+        pre = MixedGen(self.ws, self.prefault_seed)
+        pre.advance(self.prefault)
+        return MixedGen(self.ws, self.timed_seed, pre.occ)
 
     def _sizes(self) -> tuple[int, int]:
-        occ = self._prefault_occupancy()
-        self._occupancy_after(self.timed_seed, self.cycles, occ)
-        return self.cycles, int(occ.sum())
+        gen = self._timed_gen()
+        gen.advance(self.cycles)
+        return self.cycles, int(np.count_nonzero(gen.occ))
 
     def _warmup_rows(self) -> Iterator[np.ndarray]:
-        occ = np.zeros(self.ws, dtype=bool)
-        yield from _mixed_rows(self.prefault_seed, self.prefault, self.ws, occ)
+        yield from _mixed_blocks(MixedGen(self.ws, self.prefault_seed), self.prefault)
 
     def _generate(self) -> Iterator[tuple[np.ndarray, bool]]:
-        occ = self._prefault_occupancy()
-        for rows in _mixed_rows(self.timed_seed, self.cycles, self.ws, occ):
+        gen = self._timed_gen()
+        for rows in _mixed_blocks(gen, self.cycles):
             yield rows, False
-        yield drain_rows(occ), True
+        yield drain_rows(gen.occ), True
 
     # ------------------------------------------------------------------ fast execution
     def warmup(self, heap: Heap, slots: np.ndarray) -> int:
-        """The prefault, in the kernel's loop (slots stay occupied)."""
+        """The prefault through :func:`run_mixed` (slots stay occupied)."""
         self._check_slots(slots)
         if self.prefault:
-            heap.run_mixed(self.prefault, self.ws, self.prefault_seed, slots)
+            run_mixed(heap, self.prefault, self.ws, self.prefault_seed, slots)
         return self.prefault
 
     def run_chunks(self, heap: Heap, slots: np.ndarray, n_chunks: int) -> Iterator[int]:
-        """The timed cycles in ``n_chunks`` pieces through ``Heap.run_mixed`` (the xorshift
+        """The timed cycles in ``n_chunks`` pieces through :func:`run_mixed` (the xorshift
         state carries over), the final ``Heap.drain_slots`` in the last piece."""
         self._check_slots(slots)
         if n_chunks < 1:
@@ -180,7 +196,7 @@ class MixedWorkload(Workload):
         for i in range(n_chunks):
             end = self.cycles * (i + 1) // n_chunks
             if end > done:
-                state = heap.run_mixed(end - done, self.ws, state, slots)
+                state = run_mixed(heap, end - done, self.ws, state, slots)
             n = end - done
             done = end
             if i == n_chunks - 1:

@@ -1,0 +1,188 @@
+"""Replay an :class:`OpStream` through ``Heap.replay`` and report what malloclab's mdriver
+reports, plus what only a heap with real memory can: resident bytes, syscalls and page faults.
+
+The stream runs in the kernel's batch loop (``Heap.replay``; reallocs go through the heap's
+slow path from inside that loop) in ``samples`` pieces.  Between pieces -- outside the timed
+part -- ``heap.residency()`` is sampled (the heap's own pages from ``/proc/self/pagemap``), and
+one piece boundary is placed right after the operation where the live payload peaks, so the
+resident figure at the payload peak is always measured.
+
+Figures (:func:`replay_stream` returns them as a dict):
+
+* ``ops``, ``seconds`` (sum of the timed ``Heap.replay`` calls), ``ops_per_s``;
+* ``peak_live_payload``: the largest sum of live requested bytes (from the stream alone);
+* ``peak_resident_bytes`` / ``final_resident_bytes``: the heap's resident pages (sampled);
+* ``util``: mdriver's utilisation with the kernel's truth as the heap size,
+  ``peak_live_payload / peak_resident_bytes``; ``util_mapped`` uses the peak of mapped bytes
+  (mdriver's own definition divides by the heap's size, which for mdriver is its brk extent);
+* ``syscalls`` and ``syscalls_per_op`` (mmap + munmap + madvise of the heap, from its OS
+  layer), ``madvise_by_advice``;
+* ``minor_faults`` / ``faults_per_op``: the process's minor page faults during the timed calls
+  (first touches plus refaults of pages the policy gave back).
+
+Trace times are kept in the stream (``OpStream.times``) but cannot drive the heap's clock yet:
+the heap's clock is wall time (``Heap.clock()``), with no public way to advance it.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .opstream import OpStream
+
+__all__ = ["POLICY_PRESETS", "policy_overrides", "replay_stream"]
+
+#: Policy names the trace commands accept (``--policy``), as config overrides.
+POLICY_PRESETS: dict[str, dict[str, str]] = {
+    "fast": {"policy": "fast", "mem_lean": "0"},
+    "lean": {"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "FREE"},
+    "lean-free": {"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "FREE"},
+    "lean-dontneed": {"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "DONTNEED"},
+    "slab-purge": {"policy": "slab-purge", "mem_lean": "0"},
+}
+
+
+def policy_overrides(name: str) -> dict[str, str]:
+    """Config overrides for a ``--policy`` value: a preset (see :data:`POLICY_PRESETS`),
+    ``auto`` (the environment decides) or ``module:Class``."""
+    if name in POLICY_PRESETS:
+        return dict(POLICY_PRESETS[name])
+    if name == "auto":
+        return {}
+    if ":" in name:
+        return {"policy": name}
+    raise ConfigError(f"--policy {name!r}: expected one of {', '.join(POLICY_PRESETS)}, auto "
+                      f"or module:Class")
+
+
+def _boundaries(n: int, samples: int, extra: int) -> list[int]:
+    pts = {int(x) for x in np.linspace(0, n, max(samples, 1) + 1)}
+    if 0 <= extra < n:
+        pts.add(extra + 1)
+    return sorted(pts)
+
+
+def replay_stream(stream: OpStream, overrides: Mapping[str, Any] | None = None, *,
+                  samples: int = 64, heap_factory: Callable[..., Any] | None = None,
+                  timeline: bool = False) -> dict[str, Any]:
+    """Replay ``stream`` on a fresh heap built with ``overrides`` (on top of the environment)
+    and return the figures listed in the module docstring.  ``timeline=True`` adds
+    ``timeline``: ``(op, resident, lazyfree, mapped)`` per sample."""
+    from ..heap import Heap
+
+    summary = stream.summary()
+    n = len(stream)
+    factory = heap_factory or Heap
+    heap = factory(**dict(overrides or {}))
+    try:
+        slots = stream.new_slots()
+        ops = np.ascontiguousarray(stream.ops, dtype=np.int64)
+        bounds = _boundaries(n, samples, summary["peak_live_at_op"])
+        res0 = heap.residency()
+        samples_out: list[tuple[int, int, int, int]] = [
+            (0, int(res0["resident_bytes"]), int(res0["lazyfree_bytes"]), int(res0["mapped_bytes"]))]
+        st0 = heap.stats()
+        seconds = 0.0
+        faults = 0
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            if hi <= lo:
+                continue
+            chunk = ops[lo:hi]
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            t0 = time.perf_counter()
+            heap.replay(chunk, slots)
+            seconds += time.perf_counter() - t0
+            faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+            r = heap.residency()
+            samples_out.append((hi, int(r["resident_bytes"]), int(r["lazyfree_bytes"]),
+                                int(r["mapped_bytes"])))
+        st = heap.stats()
+        final = heap.residency()
+    finally:
+        heap.close()
+    resident = [s[1] for s in samples_out]
+    peak_res = max(resident) if resident else 0
+    at_peak = next((s[1] for s in samples_out if s[0] == summary["peak_live_at_op"] + 1), None)
+    syscalls = int(st["syscalls"]) - int(st0["syscalls"])
+    payload = summary["peak_live_payload"]
+    out: dict[str, Any] = {
+        "policy": st.get("policy"),
+        "kernel": st.get("kernel"),
+        "ops": n,
+        "mallocs": summary["mallocs"],
+        "frees": summary["frees"],
+        "reallocs": summary["reallocs"],
+        "n_slots": summary["n_slots"],
+        "seconds": seconds,
+        "ops_per_s": n / seconds if seconds > 0 else 0.0,
+        "peak_live_payload": payload,
+        "final_live_payload": summary["final_live_payload"],
+        "peak_resident_bytes": peak_res,
+        "resident_at_peak_payload": at_peak,
+        "final_resident_bytes": int(final["resident_bytes"]),
+        "final_lazyfree_bytes": int(final["lazyfree_bytes"]),
+        "mapped_peak_bytes": int(st.get("mapped_peak_bytes", 0)),
+        "util": payload / peak_res if peak_res else 0.0,
+        "util_mapped": payload / st["mapped_peak_bytes"] if st.get("mapped_peak_bytes") else 0.0,
+        "syscalls": syscalls,
+        "syscalls_per_op": syscalls / n if n else 0.0,
+        "mmap_total": int(st["mmap_total"]) - int(st0["mmap_total"]),
+        "munmap_total": int(st["munmap_total"]) - int(st0["munmap_total"]),
+        "madvise_by_advice": {k: int(v) - int(st0["madvise_by_advice"].get(k, 0))
+                              for k, v in st["madvise_by_advice"].items()},
+        "minor_faults": int(faults),
+        "faults_per_op": faults / n if n else 0.0,
+        "process_rss_bytes": int(final.get("vm_rss_bytes", final.get("rss_bytes", 0)) or 0),
+    }
+    if timeline:
+        out["timeline"] = samples_out
+    return out
+
+
+def _mib(b: float | int | None) -> str:
+    return "-" if b is None else f"{b / (1 << 20):,.2f}"
+
+
+def format_replay(stream: OpStream, results: list[tuple[str, dict[str, Any]]]) -> str:
+    """mdriver-style table: one row per policy."""
+    s = stream.summary()
+    lines = [
+        f"trace: {stream.source} ({stream.fmt}): {s['ops']:,} ops = {s['mallocs']:,} malloc, "
+        f"{s['frees']:,} free, {s['reallocs']:,} realloc; {s['n_slots']:,} slots; peak live "
+        f"payload {s['peak_live_payload']:,} B ({_mib(s['peak_live_payload'])} MiB) at op "
+        f"{s['peak_live_at_op'] + 1:,}"
+        + (f"; trace spans {s['duration_s']:.3f} s" if s["duration_s"] is not None else ""),
+    ]
+    skipped = {k: v for k, v in (stream.meta.get("skipped") or {}).items() if v}
+    if skipped or stream.meta.get("repaired") or stream.meta.get("pre_capture"):
+        notes = [f"skipped {skipped}" if skipped else "",
+                 f"repaired {stream.meta['repaired']}" if stream.meta.get("repaired") else "",
+                 f"blocks from before the capture {stream.meta['pre_capture']}"
+                 if any((stream.meta.get("pre_capture") or {}).values()) else ""]
+        lines.append("notes: " + "; ".join(x for x in notes if x))
+    hdr = (f"{'policy':<22} {'valid':>5} {'util':>5} {'ops':>10} {'secs':>9} {'Kops':>8} "
+           f"{'peak res MiB':>12} {'final res MiB':>13} {'util(map)':>9} {'syscalls/op':>11} "
+           f"{'faults/op':>9}")
+    lines += [hdr, "-" * len(hdr)]
+    for label, r in results:
+        if "error" in r:
+            lines.append(f"{label:<22} {'no':>5}  {r['error']}")
+            continue
+        lines.append(
+            f"{label:<22} {'yes':>5} {100 * r['util']:>4.0f}% {r['ops']:>10,} {r['seconds']:>9.4f} "
+            f"{r['ops_per_s'] / 1000:>8,.0f} {_mib(r['peak_resident_bytes']):>12} "
+            f"{_mib(r['final_resident_bytes']):>13} {100 * r['util_mapped']:>8.0f}% "
+            f"{r['syscalls_per_op']:>11.3g} {r['faults_per_op']:>9.3g}")
+    for label, r in results:
+        if "error" not in r:
+            adv = ", ".join(f"{k} {v}" for k, v in r["madvise_by_advice"].items() if v) or "none"
+            lines.append(f"  {label}: {r['policy']}; kernel {r['kernel']}; mmap {r['mmap_total']}, "
+                         f"munmap {r['munmap_total']}, madvise: {adv}; resident at the payload "
+                         f"peak {_mib(r['resident_at_peak_payload'])} MiB")
+    return "\n".join(lines)
