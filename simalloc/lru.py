@@ -67,6 +67,10 @@ class SuperslabCache:
             return self._entries.popitem(last=True)[1]
         return None
 
+    def mark_decommitted(self, idx: int) -> None:
+        """The cached superslab ``idx`` was purged in place (its age and order are kept)."""
+        self._entries[idx].decommitted = True
+
     def grow_to_fit(self, count: int) -> None:
         """Raise the limits so ``count`` entries fit (superslab prewarm does this)."""
         self.max_cached = max(self.max_cached, count)

@@ -224,8 +224,9 @@ OPTIONS: tuple[Option, ...] = (
            ("HAKMEM_TINY_PREWARM_ALL",), minimum=-1, maximum=_MAX_BATCH),
     # -- release policy (Memory-Lean, Phase 54) -------------------------------------------
     Option("policy", "auto", "str",
-           "release policy: auto (lean if mem_lean else fast), fast, lean, slab-purge, or module:Class", (),
-           choices=("auto", "fast", "lean", "slab-purge")),
+           "release policy: auto (lean if mem_lean else fast), fast, lean, slab-purge, a preset, or module:Class", (),
+           choices=("auto", "fast", "lean", "slab-purge", "jemalloc-decay", "mimalloc-purge",
+                    "tcmalloc-release", "gperftools-scavenge", "glibc-trim", "obmalloc")),
     Option("mem_lean", False, "bool", "Memory-Lean mode: release empty superslabs beyond the budget",
            ("HAKMEM_SS_MEM_LEAN",)),
     Option("mem_lean_decommit", "FREE", "choice",

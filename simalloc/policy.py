@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .constants import SLAB_EMPTY
 from .errors import ConfigError
@@ -72,15 +72,25 @@ class Clock:
     seconds: float
 
 
+class PolicyActions(Protocol):
+    """What a :class:`PolicyContext` asks of the heap (its superslab life cycle)."""
+
+    def decommit_slab(self, idx: int, slab: int, advice: str, why: str = "") -> bool: ...
+    def decommit_cached(self, idx: int, advice: str = "DONTNEED", why: str = "") -> bool: ...
+    def cached_superslabs(self) -> list[tuple[int, float, bool]]: ...
+
+
 class PolicyContext:
     """What a release policy may see and do: a narrow, read-mostly view of the heap's state.
 
-    Its one action, :meth:`decommit_slab`, goes through the slow path (which calls the OS layer
-    and counts); superslab decisions are returned as :class:`Release` values instead."""
+    Its actions -- :meth:`decommit_slab` (an EMPTY slab inside a live superslab) and
+    :meth:`decommit_cached` (a superslab cached warm) -- go through the heap's superslab life
+    cycle (which calls the OS layer and counts); decisions on a superslab that just emptied are
+    returned as :class:`Release` values instead."""
 
-    def __init__(self, state: HeapState, decommit_slab: Callable[[int, int, str], bool]) -> None:
+    def __init__(self, state: HeapState, actions: PolicyActions) -> None:
         self._state = state
-        self._decommit_slab = decommit_slab
+        self._actions = actions
 
     def __repr__(self) -> str:
         st = self._state
@@ -116,10 +126,20 @@ class PolicyContext:
         st = self._state
         return [k for d in st.empty for k in d if st.superslab(k[0]).slab_state(k[1]) == SLAB_EMPTY]
 
-    def decommit_slab(self, ss: int, slab: int, advice: str = "DONTNEED") -> bool:
+    def cached_superslabs(self) -> list[tuple[int, float, bool]]:
+        """(index, heap seconds when cached, decommitted) of every cached superslab, oldest
+        first."""
+        return self._actions.cached_superslabs()
+
+    def decommit_cached(self, idx: int, advice: str = "DONTNEED", why: str = "") -> bool:
+        """Purge cached superslab ``idx`` in place (warm -> cold, or FREE'd -> DONTNEED'd).
+        Returns False (and does nothing) if it is not cached or the advice changes nothing."""
+        return self._actions.decommit_cached(idx, advice, why)
+
+    def decommit_slab(self, ss: int, slab: int, advice: str = "DONTNEED", why: str = "") -> bool:
         """Decommit an EMPTY slab's pages (slab 0 keeps its header page).  Returns False (and
         does nothing) if the slab is no longer EMPTY or is some class's current slab."""
-        return self._decommit_slab(ss, slab, advice)
+        return self._actions.decommit_slab(ss, slab, advice, why)
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,7 @@ STAT_FIELDS: tuple[StatField, ...] = (
     _slow("lru_evictions", "LRU evictions (count, bytes or TTL limit)"),
     _slow("lean_decommit", "empty superslabs decommitted by a policy decision"),
     _slow("lean_retire", "LEAN retirements (decisions marked retire)"),
+    _slow("cached_decommits", "cached superslabs purged in place by a policy (warm -> cold)"),
     _slow("slab_decommits", "empty slabs decommitted inside live superslabs (slab-granular purge)"),
     _slow("slab_empty_events", "slabs whose used count fell to 0"),
     _slow("ss_empty_events", "superslabs that passed the release guard (every slab empty)"),

@@ -51,23 +51,19 @@ superslab half-released: a failed decision falls back to *keep*, then the error 
 
 from __future__ import annotations
 
-import heapq
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from . import constants as K
 from .checker import check_state
 from .errors import (
     DoubleFreeError,
     HeapCorruptionError,
-    HeapExhaustedError,
     InvalidPointerError,
-    OSLayerError,
     TraceError,
 )
+from .lifecycle import SuperslabLife
 from .mid import mid_class
-from .policy import PolicyContext, Release, SlabEvent, SuperslabEvent
+from .policy import PolicyContext, SlabEvent
 from .superslab import Superslab
 from .validate import check_size
 from .warmpool import HOW_EMPTY, HOW_PARTIAL, HOW_REUSE, HOW_UNUSED, pop_with_room, prefill
@@ -83,9 +79,10 @@ class HeapSlowPath:
 
     def __init__(self, state: HeapState) -> None:
         self.st = state
-        self.ctx = PolicyContext(state, self.decommit_slab)
+        self.life = SuperslabLife(state)
+        self.ctx = PolicyContext(state, self.life)
+        self.life.ctx = self.ctx
         self._debug_checks = state.config.debug >= 2
-        self._advice_refused = False  # the kernel refused a per-acquisition madvise once
 
     def _debug_check(self) -> None:
         if self._debug_checks:
@@ -139,7 +136,7 @@ class HeapSlowPath:
             ctr["stage_2_empty_other"] += 1
             return self._take(cls, key[0], key[1], HOW_REUSE)
         else:  # Stage 3: a new superslab (LRU, then mmap)
-            idx = self.acquire_superslab()
+            idx = self.life.acquire_superslab()
             ctr["stage_3_new_ss"] += 1
         return self._take(cls, idx, st.superslab(idx).first_unused(), HOW_UNUSED)
 
@@ -176,7 +173,7 @@ class HeapSlowPath:
 
     def _prefill(self, cls: int, idx: int) -> None:
         """A warm-pool miss: park superslab ``idx`` and up to ``warm_pool_prefill`` more."""
-        self.st.counters["warm_pool_prefilled"] += prefill(self.st, cls, idx, self.acquire_superslab)
+        self.st.counters["warm_pool_prefilled"] += prefill(self.st, cls, idx, self.life.acquire_superslab)
 
     def slab_empty(self, idx: int, slab: int) -> None:
         """The hot path saw a slab's ``used`` drop to 0."""
@@ -190,7 +187,7 @@ class HeapSlowPath:
             ss.set_meta(slab, K.M_STATE, K.SLAB_EMPTY)
             st.empty[cls].add((idx, slab))
         if ss.h(K.H_TOTAL_ACTIVE) == 0:
-            self.superslab_empty(ss)
+            self.life.superslab_empty(ss)
         elif not current:
             c = st.clock()
             st.policy.on_slab_empty(self.ctx, SlabEvent(idx, slab, cls, c.ops, c.seconds))
@@ -317,7 +314,7 @@ class HeapSlowPath:
         st = self.st
         for idx in st.lru.evict_over_limits(st.seconds()):
             st.counters["lru_evictions"] += 1
-            self.unmap_superslab(idx)
+            self.life.unmap_superslab(idx)
         st.policy.tick(self.ctx)
 
     def flush(self) -> None:
@@ -393,190 +390,9 @@ class HeapSlowPath:
                                   f"({K.ALLOC_TAG | cls:#x}) nor free ({K.FREE_TAG | cls:#x}); "
                                   "the header byte was overwritten")
 
-    # ================================================================== superslab life
-    def acquire_superslab(self) -> int:
-        """Stage 5: pop the LRU cache, else map a fresh superslab.  Returns its index."""
-        st = self.st
-        e = st.lru.pop()
-        if e is not None:
-            ss = st.superslab(e.idx)
-            st.counters["ss_from_lru"] += 1
-            if st.config.ss_acquire_advice == "every":
-                self._acquire_advice(ss)
-        else:
-            ss = self.map_superslab()
-            st.counters["ss_fresh"] += 1
-        st.counters["ss_acquired"] += 1
-        ss.activate()
-        st.n_active += 1
-        st.has_unused.add(ss.idx)
-        return ss.idx
-
-    def map_superslab(self) -> Superslab:
-        """mmap a superslab and make it known (table, registry, kernel); it starts CACHED."""
-        st = self.st
-        if not st.free_idx:
-            raise HeapExhaustedError(f"all {st.config.max_superslabs} superslab slots in use "
-                                     "(raise SIMALLOC_MAX_SUPERSLABS)")
-        idx = heapq.heappop(st.free_idx)
-        os = st.os
-        mmaps, retries = os.mmap_total, os.align_retries
-        try:
-            m = os.reserve(st.ss_bytes, align=st.ss_bytes)
-        except BaseException:
-            heapq.heappush(st.free_idx, idx)
-            raise
-        finally:  # hakmem's mmap_total / fallback_mmap count superslab mmaps only
-            st.counters["ss_mmap_calls"] += os.mmap_total - mmaps
-            st.counters["ss_fallback_mmap"] += os.align_retries - retries
-        ss = Superslab(idx, m, st.lg)
-        st.superslabs[idx] = ss
-        assert m.view is not None
-        st.kernel.attach(idx, m.addr, m.view)
-        st.registry.insert(m.addr, idx)
-        st.ever_superslabs += 1
-        self._acquire_advice(ss)
-        return ss
-
-    def _acquire_advice(self, ss: Superslab) -> None:
-        """hakmem's per-acquisition madvise on the aligned superslab (ss_prefault_box / OS box):
-        MADV_WILLNEED, or MADV_POPULATE_WRITE with ``ss_prefault=1``; with ``ss_prefault=2``
-        (TOUCH) every page is also written once.  Advice switched off
-        (``ss_acquire_advice=off``) or refused by the kernel is a hint lost, not an error: it is
-        counted (``madvise_disabled``), and after a refusal no more advice is tried."""
-        st = self.st
-        if self._advice_refused or st.config.ss_acquire_advice == "off":
-            st.counters["madvise_disabled"] += 1
-        else:
-            advice = "POPULATE_WRITE" if st.config.ss_prefault == 1 else "WILLNEED"
-            try:
-                st.os._advise(ss.mapping, advice, 0, ss.size)  # the OS layer counts it
-                st.counters["ss_advise_calls"] += 1
-            except OSLayerError:
-                self._advice_refused = True
-                st.counters["madvise_disabled"] += 1
-        if st.config.ss_prefault == 2:  # TOUCH: one store per page (the header is formatted later)
-            pages = np.frombuffer(ss.w8, dtype=np.uint8)[::K.PAGE_SIZE]
-            np.bitwise_or(pages, 0, out=pages)
-            del pages
-            st.counters["prefault_pages"] += ss.size // K.PAGE_SIZE
-
-    def superslab_empty(self, ss: Superslab) -> None:
-        """Release guard passed: every slab of ``ss`` is empty.  Ask the policy, then act."""
-        st = self.st
-        assert ss.h(K.H_TOTAL_ACTIVE) == 0 and ss.h(K.H_ACTIVE_SLABS) == 0, "release guard"
-        kern = st.kernel
-        for cls in range(K.NUM_CLASSES):
-            if kern.cur_ss[cls] == ss.idx:
-                st.bind(cls, -1, -1)
-        for s in range(st.nslabs):
-            for d in (*st.empty, *st.partial):
-                d.discard((ss.idx, s))
-            if ss.slab_state(s) != K.SLAB_UNUSED:
-                ss.set_meta(s, K.M_STATE, K.SLAB_EMPTY)
-        st.has_unused.discard(ss.idx)
-        st.warm.discard_superslab(ss.idx)  # it leaves ACTIVE: no warm pool may hand it out
-        st.n_active -= 1
-        st.counters["ss_empty_events"] += 1
-        c = st.clock()
-        decision: Release = Release.keep()
-        try:
-            decision = st.policy.on_superslab_empty(self.ctx, SuperslabEvent(ss.idx, c.ops, c.seconds))
-            if not isinstance(decision, Release):
-                raise TypeError(f"{type(st.policy).__name__}.on_superslab_empty must return a "
-                                f"Release, not {type(decision).__name__}")
-        except BaseException:
-            self.release_superslab(ss, Release.keep())  # never leave it half released
-            raise
-        self.release_superslab(ss, decision)
-
-    def release_superslab(self, ss: Superslab, decision: Release) -> None:
-        """THE conversion point (hakmem's ``ss_maybe_decommit_superslab``): carry out a
-        policy's decision on an empty superslab through the OS layer, and count it.  If the OS
-        refuses, the superslab is kept (cached warm) and the error propagates."""
-        st = self.st
-        if decision.retire:
-            st.counters["lean_retire"] += 1
-        if decision.action == "unmap":
-            self.unmap_superslab(ss.idx)
-            return
-        decommitted = False
-        try:
-            if decision.action == "decommit":
-                lo = 0 if st.config.lean_range == "all" else K.header_bytes(st.lg)
-                st.os.decommit(ss.mapping, lo, ss.size - lo, decision.advice)
-                st.counters["lean_decommit"] += 1
-                decommitted = True
-        finally:
-            now = st.seconds()
-            ss.to_cached(decommitted)
-            st.counters["ss_cached"] += 1
-            st.lru.push(ss.idx, now, decommitted)
-            for idx in st.lru.evict_over_limits(now):
-                st.counters["lru_evictions"] += 1
-                self.unmap_superslab(idx)
-
-    def unmap_superslab(self, idx: int) -> None:
-        st = self.st
-        ss = st.superslab(idx)
-        st.registry.delete(ss.base)
-        st.kernel.detach(idx)
-        ss.release_views()
-        st.superslabs[idx] = None
-        heapq.heappush(st.free_idx, idx)
-        st.counters["ss_unmapped"] += 1
-        st.os.release(ss.mapping)
-
-    def decommit_slab(self, idx: int, slab: int, advice: str) -> bool:
-        """Give an EMPTY, unbound slab's pages back (a policy's slab-granular purge)."""
-        st = self.st
-        ss = st.superslabs[idx] if 0 <= idx < len(st.superslabs) else None
-        if (ss is None or ss.state != K.SS_ACTIVE or not 0 <= slab < st.nslabs
-                or ss.slab_state(slab) != K.SLAB_EMPTY):
-            return False
-        if st.is_current(ss.slab_class(slab), idx, slab):
-            return False
-        start = K.slab_data_start(st.lg, slab)
-        st.os.decommit(ss.mapping, start, (slab + 1) * K.SLAB_SIZE - start, advice)
-        ss.set_meta(slab, K.M_FREELIST, 0)
-        ss.set_meta(slab, K.M_CARVED, 0)
-        ss.set_meta(slab, K.M_STATE, K.SLAB_DECOMMITTED)
-        st.counters["slab_decommits"] += 1
-        return True
-
+    # ================================================================== delegated to lifecycle.py
     def prewarm(self) -> None:
-        """hakmem's prewarm boxes (suppressed when the policy says so, e.g. LEAN)."""
-        st = self.st
-        if not st.policy.allow_prewarm():
-            return
-        n = st.config.prewarm_superslabs
-        if n:
-            st.lru.grow_to_fit(n)
-            fresh = [self.map_superslab() for _ in range(n)]
-            now = st.seconds()
-            for ss in fresh:
-                ss.format()
-                st.lru.push(ss.idx, now, False)
-            st.counters["prewarm_superslabs"] += n
-        if st.config.tiny_prewarm:
-            kern = st.kernel
-            for cls, count in st.config.prewarm_counts().items():
-                if cls > st.config.tiny_max_class:
-                    continue
-                ptrs = [kern.alloc_fast(cls) for _ in range(count)]
-                for p in reversed(ptrs):
-                    kern.free_fast(p)
-                st.counters["prewarm_blocks"] += count
+        self.life.prewarm()
 
     def close(self) -> None:
-        """Unmap everything (the heap is closing)."""
-        st = self.st
-        st.kernel.release()
-        for ss in st.mapped():
-            ss.release_views()
-            st.os.release(ss.mapping)
-        st.superslabs = []
-        st.large.release_all()
-        st.mid.release_all()
-        st.os.close()
-
+        self.life.close()

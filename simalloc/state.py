@@ -51,7 +51,7 @@ __all__ = ["HeapState", "KernelLike", "SLOW_COUNTERS"]
 #: Stage 0.5 / 1 / 2 / 3; ``stage_partial`` is simalloc's own, between 1 and 2).
 SLOW_COUNTERS = (
     "ss_acquired", "ss_from_lru", "ss_fresh", "ss_cached", "ss_unmapped", "lru_evictions",
-    "lean_decommit", "lean_retire", "slab_decommits", "slab_empty_events", "ss_empty_events",
+    "lean_decommit", "lean_retire", "slab_decommits", "cached_decommits", "slab_empty_events", "ss_empty_events",
     "stage_warm_pool", "stage_0_5_reuse", "stage_1_free_slot", "stage_partial", "stage_2_unused",
     "stage_2_empty_other", "stage_3_new_ss", "warm_pool_misses", "warm_pool_prefilled",
     "ss_mmap_calls", "ss_fallback_mmap", "ss_advise_calls", "madvise_disabled", "prefault_pages",

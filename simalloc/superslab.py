@@ -137,8 +137,10 @@ class Superslab:
         self.format()
 
     def to_cached(self, decommitted: bool) -> None:
-        """ACTIVE (all slabs empty) -> CACHED, warm or cold (``decommitted``)."""
-        assert self._state == SS_ACTIVE, f"superslab {self.idx}: cache from {self._state}"
+        """ACTIVE (all slabs empty) -> CACHED, warm or cold (``decommitted``); or CACHED warm ->
+        CACHED cold (a policy purged it while cached)."""
+        assert self._state == SS_ACTIVE or (self._state == SS_CACHED and decommitted), \
+            f"superslab {self.idx}: cache from {self._state}"
         self._state = SS_CACHED
         self._decommitted = decommitted
 

@@ -204,8 +204,6 @@ def test_preset_by_name_on_a_heap(kernel: str) -> None:
         heap.free(heap.malloc(100))
 
 
-@pytest.mark.xfail(raises=ConfigError, strict=False,
-                   reason="options.py's `policy` row does not list the preset names yet (the lead wires it)")
 def test_heap_policy_string_names_a_preset(make_heap: Any) -> None:
     heap = make_heap(policy="jemalloc-decay", tiny_prewarm=False)
     assert isinstance(heap.policy, JemallocDecayPolicy)
