@@ -21,6 +21,9 @@ cdef int SS_META_OFFSET, NUM_CLASSES, N_COUNTERS
 cdef int H_MAGIC, H_ACTIVE_SLABS, H_TOTAL_ACTIVE
 cdef int M_FREELIST, M_USED, M_CARVED, M_CAPACITY, M_CLASS, M_STATE, M_STRIDE, M_DATA
 cdef int C_OPS, C_LIVE, C_REFILLS, C_DRAINS, C_SLOW, C_NEXT_TICK
+cdef int C_RES, C_LAZY, C_RES_PEAK, C_RES_OPS_AREA, C_RES_NS_AREA, C_RES_LAST_OPS, C_RES_LAST_NS
+cdef int C_RES_SINCE_OPS, C_RES_SINCE_NS, PAGE_UNTOUCHED, PAGE_RESIDENT, PAGE_LAZY, PAGE_SHIFT
+cdef object _monotonic_ns
 cdef int64_t OP_MALLOC, OP_FREE
 cdef uint32_t SS_MAGIC, SLAB_ACTIVE  # compared with u32 words
 cdef int _META0
@@ -48,10 +51,22 @@ cdef class Kernel:
     cdef int64_t[::1] _ctr
     cdef int8_t[::1] _lut
     cdef list _v8, _v32
+    cdef public int64_t pps
+    cdef public object pstate
+    cdef uint8_t[::1] _ps
+
+    cdef void _touch_page(self, int64_t pi) except *
+    @cython.locals(ctr=int64_t[::1], ops=int64_t, now=int64_t, res=int64_t)
+    cdef void _res_change(self, int64_t delta) except *
+    @cython.locals(base=int64_t, res=int64_t, pi=int64_t, st=uint8_t)
+    cpdef void page_range(self, int idx, int64_t first, int64_t last, int how) except *
+    cpdef void res_adjust(self, int64_t delta_pages) except *
+    @cython.locals(ctr=int64_t[::1])
+    cpdef void res_reset(self, int64_t now_ns) except *
 
     cdef inline u8p _w8(self, int idx) noexcept
     cdef inline u32p _w32(self, int idx) noexcept
-    cdef inline void _store_byte(self, uint64_t addr, int64_t value) noexcept  # C: a store
+    cdef inline void _store_byte(self, uint64_t addr, int64_t value) except *  # C: a store (tiny), else write_byte
 
     cpdef void attach(self, int idx, uint64_t base, window) except *
     cpdef void detach(self, int idx) except *
@@ -68,7 +83,7 @@ cdef class Kernel:
     cpdef uint64_t malloc(self, int64_t size) except? 0
 
     @cython.locals(got=int, want=int, idx=int64_t, slab=int, m=int, head=uint32_t,
-                   carved=uint32_t, off=uint32_t, used=uint32_t, w32=u32p, w8=u8p)
+                   carved=uint32_t, off=uint32_t, used=uint32_t, w32=u32p, w8=u8p, pi=int64_t)
     cpdef void refill(self, int cls) except *
 
     cpdef void free_fast(self, uint64_t addr) except *

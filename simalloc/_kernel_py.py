@@ -35,6 +35,7 @@ happen::
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,10 +51,19 @@ from .constants import (
     ALLOC_TAG,
     BLOCK_HEADER,
     C_DRAINS,
+    C_LAZY,
     C_LIVE,
     C_NEXT_TICK,
     C_OPS,
     C_REFILLS,
+    C_RES,
+    C_RES_LAST_NS,
+    C_RES_LAST_OPS,
+    C_RES_NS_AREA,
+    C_RES_OPS_AREA,
+    C_RES_PEAK,
+    C_RES_SINCE_NS,
+    C_RES_SINCE_OPS,
     C_SLOW,
     FREE_TAG,
     H_ACTIVE_SLABS,
@@ -72,6 +82,10 @@ from .constants import (
     NUM_CLASSES,
     OP_FREE,
     OP_MALLOC,
+    PAGE_LAZY,
+    PAGE_RESIDENT,
+    PAGE_SHIFT,
+    PAGE_UNTOUCHED,
     SLAB_ACTIVE,
     SLAB_LG,
     SLAB_META_WORDS,
@@ -89,6 +103,7 @@ KERNEL_NAME = "cython" if cython.compiled else "python"
 
 _META0 = SS_META_OFFSET // 4  # u32 word index of slab 0's meta record
 _MASK32 = 0xFFFFFFFF  # low half of a front-cache handle (the block's superslab offset)
+_monotonic_ns = time.monotonic_ns  # the resident model's clock (called once per page change)
 
 
 def _mv(arr: Any, fmt: str, shape: list[int] | None = None) -> Any:
@@ -144,6 +159,11 @@ class Kernel:
         self._cl = _mv(self.cur_slab, "i")
         self._ctr = _mv(self.counters, "q")
         self._lut = _mv(self.lut, "b")
+        # --- the resident-page model (simalloc/pages.py): one state byte per page of each superslab
+        self.pps = 1 << (lg - PAGE_SHIFT)  # pages per superslab
+        self.pstate = np.zeros(max_superslabs * self.pps, dtype=np.uint8)
+        self._ps = _mv(self.pstate, "B")
+        self.res_reset(_monotonic_ns())
         self._v8: list[Any] = [None] * max_superslabs  # memoryviews of attached superslabs
         self._v32: list[Any] = [None] * max_superslabs
 
@@ -165,7 +185,7 @@ class Kernel:
     def _store_byte(self, addr: int, value: int) -> None:
         """Store one byte at ``addr``, a block this kernel has just handed out (tiny or large):
         C writes through the pointer, Python goes through :meth:`write_byte`."""
-        if cython.compiled:
+        if cython.compiled and self.lookup(addr) >= 0:
             cython.cast(cython.p_uchar, addr)[0] = value & 0xFF
         else:
             self.write_byte(addr, value)
@@ -201,6 +221,79 @@ class Kernel:
         """Class ``cls`` has no current slab (the next refill asks the slow path)."""
         self._cs[cls] = -1
         self._cl[cls] = -1
+
+    # ------------------------------------------------------------------ resident-page model
+    def _touch_page(self, pi: int) -> None:
+        """Page ``pi`` of the page-state table was written: resident (no longer lazily freed)."""
+        if self._ps[pi] == PAGE_LAZY:
+            self._ctr[C_LAZY] -= 1
+        else:
+            self._res_change(1)
+        self._ps[pi] = PAGE_RESIDENT
+
+    def _res_change(self, delta: int) -> None:
+        """Resident pages change by ``delta``: close the areas under the old value, keep the
+        exact peak."""
+        ctr = self._ctr
+        ops = ctr[C_OPS]
+        now = _monotonic_ns()
+        res = ctr[C_RES]
+        ctr[C_RES_OPS_AREA] += res * (ops - ctr[C_RES_LAST_OPS])
+        ctr[C_RES_NS_AREA] += res * (now - ctr[C_RES_LAST_NS])
+        ctr[C_RES_LAST_OPS] = ops
+        ctr[C_RES_LAST_NS] = now
+        res += delta
+        ctr[C_RES] = res
+        if res > ctr[C_RES_PEAK]:
+            ctr[C_RES_PEAK] = res
+
+    def page_range(self, idx: int, first: int, last: int, how: int) -> None:
+        """Pages ``first..last-1`` of superslab ``idx`` were written (``how`` 0), dropped by
+        MADV_DONTNEED or munmap (1), lazily freed by MADV_FREE (2) or reclaimed by MADV_PAGEOUT
+        (3: lazily freed pages go, written ones stay).  See simalloc/pages.py."""
+        if first < 0 or last > self.pps or idx < 0 or idx * self.pps >= len(self.pstate):
+            raise ValueError(f"page range {first}..{last} of superslab {idx} out of bounds")
+        base = idx * self.pps
+        res = 0
+        for pi in range(base + first, base + last):
+            st = self._ps[pi]
+            if how == 0:
+                if st == PAGE_LAZY:
+                    self._ctr[C_LAZY] -= 1
+                elif st == PAGE_UNTOUCHED:
+                    res += 1
+                self._ps[pi] = PAGE_RESIDENT
+            elif how == 1:
+                if st == PAGE_LAZY:
+                    self._ctr[C_LAZY] -= 1
+                if st != PAGE_UNTOUCHED:
+                    res -= 1
+                self._ps[pi] = PAGE_UNTOUCHED
+            elif how == 2:
+                if st == PAGE_RESIDENT:
+                    self._ctr[C_LAZY] += 1
+                    self._ps[pi] = PAGE_LAZY
+            elif st == PAGE_LAZY:
+                self._ctr[C_LAZY] -= 1
+                res -= 1
+                self._ps[pi] = PAGE_UNTOUCHED
+        if res:
+            self._res_change(res)
+
+    def res_adjust(self, delta_pages: int) -> None:
+        """Pages outside superslabs (Mid regions, large blocks) became resident or went."""
+        self._res_change(delta_pages)
+
+    def res_reset(self, now_ns: int) -> None:
+        """Start a new measurement phase: the peak is now, the areas start from zero."""
+        ctr = self._ctr
+        ctr[C_RES_PEAK] = ctr[C_RES]
+        ctr[C_RES_OPS_AREA] = 0
+        ctr[C_RES_NS_AREA] = 0
+        ctr[C_RES_LAST_OPS] = ctr[C_OPS]
+        ctr[C_RES_SINCE_OPS] = ctr[C_OPS]
+        ctr[C_RES_LAST_NS] = now_ns
+        ctr[C_RES_SINCE_NS] = now_ns
 
     # ------------------------------------------------------------------ registry
     def lookup(self, addr: int) -> int:
@@ -282,6 +375,9 @@ class Kernel:
                     off = w32[m + M_DATA] + carved * w32[m + M_STRIDE]
                     w32[m + M_CARVED] = carved + 1
                     w8[off] = FREE_TAG | cls
+                    pi = idx * self.pps + (off >> PAGE_SHIFT)
+                    if self._ps[pi] != PAGE_RESIDENT:  # the first block written in this page
+                        self._touch_page(pi)
                 used = w32[m + M_USED] + 1
                 w32[m + M_USED] = used
                 if used == 1:

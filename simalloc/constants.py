@@ -109,8 +109,26 @@ C_REFILLS = 2  # front-cache refills from the current slab
 C_DRAINS = 3  # front-cache drains back to slabs
 C_SLOW = 4  # calls into the slow path (refill_slow)
 C_NEXT_TICK = 5  # operation count at which the next policy tick is due
+# The resident-page model (simalloc/pages.py): the heap's own resident pages, kept exactly.
+C_RES = 6  # resident pages of the heap's own mappings (superslabs, Mid regions, large blocks)
+C_LAZY = 7  # of those, pages given back with MADV_FREE and not written since (LazyFree)
+C_RES_PEAK = 8  # most resident pages since the last reset (exact: every change is seen)
+C_RES_OPS_AREA = 9  # sum of resident pages x operations, since the last reset
+C_RES_NS_AREA = 10  # sum of resident pages x nanoseconds, since the last reset
+C_RES_LAST_OPS = 11  # operation count at the last change (or reset)
+C_RES_LAST_NS = 12  # monotonic ns at the last change (or reset)
+C_RES_SINCE_OPS = 13  # operation count at the last reset
+C_RES_SINCE_NS = 14  # monotonic ns at the last reset
 N_COUNTERS = 16  # slots reserved (unused ones stay 0)
-KERNEL_COUNTER_NAMES = ("ops", "live", "refills", "drains", "slow_refills", "next_tick")
+KERNEL_COUNTER_NAMES = ("ops", "live", "refills", "drains", "slow_refills", "next_tick", "resident_pages",
+                        "lazy_pages", "resident_peak_pages", "resident_ops_area", "resident_ns_area",
+                        "resident_last_ops", "resident_last_ns", "resident_since_ops", "resident_since_ns")
+
+# Page states of the resident-page model (one byte per OS page of each superslab).
+PAGE_UNTOUCHED = 0  # never written since mapped or given back (not resident)
+PAGE_RESIDENT = 1  # written: resident
+PAGE_LAZY = 2  # resident, but given back with MADV_FREE and not written since (LazyFree)
+PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
 
 # Operation kinds of a replayable operation stream (rows of an int64 array: kind, slot, size).
 OP_MALLOC = 0

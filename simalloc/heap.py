@@ -43,6 +43,7 @@ from .kernel import load_kernel
 from .large import LargeBlocks
 from .options import Config
 from .oslayer import OSLayer
+from .pages import PageModel
 from .policy import Clock, PolicyContext, ReleasePolicy, make_policy
 from .registry import Registry
 from .slowpath import HeapSlowPath
@@ -118,7 +119,10 @@ class Heap:
             config.tick_interval_ops)
         st.kernel = self.kernel
         st.registry = Registry(self.kernel, st.lg)
-        st.large = LargeBlocks(self.os)
+        st.pages = PageModel(self.kernel)
+        self.os.observer = st.pages.observe
+        st.large = LargeBlocks(self.os, st.pages)
+        st.mid.pages = st.pages
         self._st = st
         self.kernel_name: str = kmod.KERNEL_NAME
         self.lg, self.ss_bytes, self.nslabs = st.lg, st.ss_bytes, st.nslabs
@@ -307,6 +311,18 @@ class Heap:
         """Resident bytes of the heap's own mappings (pagemap), LazyFree (smaps), and the
         process's VmRSS/VmHWM (which include the interpreter)."""
         return reports.residency(self._st)
+
+    @_open
+    def resident(self) -> dict[str, float]:
+        """The resident-page model (cheap, exact; simalloc/pages.py): the heap's own resident
+        and LazyFree bytes now, the exact peak and the ops- and seconds-weighted means since
+        :meth:`reset_resident_stats` (or since the heap opened)."""
+        return self._st.pages.figures()
+
+    @_open
+    def reset_resident_stats(self) -> None:
+        """Start a new measurement phase: peak = now, means from now (e.g. after a warm-up)."""
+        self._st.pages.reset()
 
     @_open
     def memory_report(self) -> dict[str, int]:

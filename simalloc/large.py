@@ -21,6 +21,7 @@ from collections import OrderedDict
 from . import constants as K
 from .errors import DoubleFreeError, HeapCorruptionError, InvalidPointerError
 from .oslayer import Mapping, OSLayer
+from .pages import PageModel
 
 __all__ = ["LargeBlocks"]
 
@@ -30,8 +31,9 @@ _FREED_MEMORY = 4096
 class LargeBlocks:
     """The heap's large blocks: user address -> (mapping, requested size)."""
 
-    def __init__(self, os: OSLayer) -> None:
+    def __init__(self, os: OSLayer, pages: PageModel) -> None:
         self.os = os
+        self.pages = pages  # the resident-page model: the pages this module writes or exposes
         self.blocks: dict[int, tuple[Mapping, int]] = {}
         self._freed: OrderedDict[int, None] = OrderedDict()
 
@@ -55,6 +57,7 @@ class LargeBlocks:
         assert m.view is not None
         m.view[0:4] = K.LARGE_MAGIC.to_bytes(4, "little")
         m.view[8:16] = size.to_bytes(8, "little")
+        self.pages.touch(m.addr, 16)
         addr = m.addr + K.LARGE_HEADER
         self.blocks[addr] = (m, size)
         self._freed.pop(addr, None)
@@ -83,12 +86,16 @@ class LargeBlocks:
     def view(self, addr: int) -> memoryview:
         m, _size = self.blocks[addr]
         assert m.view is not None
+        self.pages.touch(addr, m.size - K.LARGE_HEADER)  # exposed: counted as written
         return m.view[K.LARGE_HEADER:]
 
     def write_byte(self, addr: int, value: int) -> None:
-        if addr not in self.blocks:
+        entry = self.blocks.get(addr)
+        if entry is None:
             raise InvalidPointerError(f"write to {addr:#x}: not in this heap")
-        self.view(addr)[0] = value & 0xFF
+        assert entry[0].view is not None
+        entry[0].view[K.LARGE_HEADER] = value & 0xFF
+        self.pages.touch(addr, 1)
 
     def diagnose(self, addr: int) -> None:
         """Raise the error that says why ``addr`` (outside every superslab) is not a block."""

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import constants as K
 from .errors import HeapExhaustedError, OSLayerError
+from .pages import HOW_TOUCH
 from .policy import PolicyContext, Release, SuperslabEvent
 from .superslab import Superslab
 
@@ -59,6 +60,7 @@ class SuperslabLife:
             st.counters["ss_fresh"] += 1
         st.counters["ss_acquired"] += 1
         ss.activate()
+        self._formatted(ss)
         st.n_active += 1
         st.has_unused.add(ss.idx)
         return ss.idx
@@ -85,6 +87,7 @@ class SuperslabLife:
         assert m.view is not None
         st.kernel.attach(idx, m.addr, m.view)
         st.registry.insert(m.addr, idx)
+        st.pages.register(m.addr, idx)
         st.ever_superslabs += 1
         self._acquire_advice(ss)
         return ss
@@ -110,7 +113,12 @@ class SuperslabLife:
             pages = np.frombuffer(ss.w8, dtype=np.uint8)[::K.PAGE_SIZE]
             np.bitwise_or(pages, 0, out=pages)
             del pages
+            st.pages.superslab(ss.idx, 0, ss.size, HOW_TOUCH)
             st.counters["prefault_pages"] += ss.size // K.PAGE_SIZE
+
+    def _formatted(self, ss: Superslab) -> None:
+        """The header and slab records were (re)written: the header page is resident."""
+        self.st.pages.superslab(ss.idx, 0, K.header_bytes(self.st.lg), HOW_TOUCH)
 
     def superslab_empty(self, ss: Superslab) -> None:
         """Release guard passed: every slab of ``ss`` is empty.  Ask the policy, then act."""
@@ -231,6 +239,7 @@ class SuperslabLife:
             now = st.seconds()
             for ss in fresh:
                 ss.format()
+                self._formatted(ss)
                 st.lru.push(ss.idx, now, False)
             st.counters["prewarm_superslabs"] += n
         if st.config.tiny_prewarm:

@@ -37,11 +37,15 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import constants as K
 from .errors import DoubleFreeError, InvalidPointerError
 from .oslayer import Mapping, OSLayer
 from .slabset import SlabSet
+
+if TYPE_CHECKING:
+    from .pages import PageModel
 
 __all__ = ["MidRegion", "MidTier", "mid_class"]
 
@@ -108,6 +112,7 @@ class MidTier:
         self.regions_unmapped: int = 0
         self.live: int = 0  # blocks held by the user
         self.live_bytes: int = 0  # their usable bytes (class sizes)
+        self.pages: PageModel | None = None  # the heap's resident-page model, set by the heap
 
     # ------------------------------------------------------------------ queries
     def serves(self, size: int) -> bool:
@@ -161,12 +166,16 @@ class MidTier:
         r, _page, _b, cls = self.locate(addr)
         assert r.mapping.view is not None
         off = addr - r.base
+        if self.pages is not None:
+            self.pages.touch(addr, K.MID_CLASSES[cls])  # exposed: counted as written
         return r.mapping.view[off:off + K.MID_CLASSES[cls]]
 
     def write_byte(self, addr: int, value: int) -> None:
         r = self.locate(addr)[0]
         assert r.mapping.view is not None
         r.mapping.view[addr - r.base] = value & 0xFF
+        if self.pages is not None:
+            self.pages.touch(addr, 1)
 
     # ------------------------------------------------------------------ malloc / free
     def malloc(self, size: int) -> int:
@@ -234,6 +243,8 @@ class MidTier:
         assert m.view is not None
         m.view[0:4] = K.MID_MAGIC.to_bytes(4, "little")
         m.view[4:8] = idx.to_bytes(4, "little")
+        if self.pages is not None:
+            self.pages.touch(m.addr, 8)
         r = MidRegion(idx, m)
         self.regions[m.addr] = r
         self._by_idx[idx] = r

@@ -42,6 +42,7 @@ from .warmpool import WarmPools
 if TYPE_CHECKING:
     from .large import LargeBlocks
     from .options import Config
+    from .pages import PageModel
     from .registry import Registry
 
 __all__ = ["HeapState", "KernelLike", "SLOW_COUNTERS"]
@@ -76,6 +77,9 @@ class KernelLike(Protocol):
     lut: np.ndarray
 
     def attach(self, idx: int, base: int, window: memoryview) -> None: ...
+    def page_range(self, idx: int, first: int, last: int, how: int) -> None: ...
+    def res_adjust(self, delta_pages: int) -> None: ...
+    def res_reset(self, now_ns: int) -> None: ...
     def detach(self, idx: int) -> None: ...
     def release(self) -> None: ...
     def lookup(self, addr: int) -> int: ...
@@ -95,6 +99,7 @@ class HeapState:
 
     kernel: KernelLike
     registry: Registry
+    pages: PageModel
     large: LargeBlocks
 
     def __init__(self, config: Config, os: OSLayer, policy: ReleasePolicy) -> None:

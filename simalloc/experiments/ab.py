@@ -11,9 +11,12 @@ Side table (one per side; "per run" figures are over that side's runs):
 ops_per_s_mean / _median   throughput of the timed part (ops / seconds), mean and median of runs
 ops_per_s_cv (_pct)        std/mean of the per-run throughputs (ddof=1; as a fraction / in %)
 epoch_cv_pct               per-epoch throughput CV inside a run, median over runs
-peak_resident_bytes        max over runs of the run's peak resident bytes (heap's own mappings)
-mean_resident_bytes        mean over runs of the run's mean resident bytes
+peak_resident_bytes        max over runs of the run's exact peak resident bytes (heap's own
+                           mappings; the page model, not a maximum of samples)
+mean_resident_bytes        mean over runs of the run's ops-weighted mean resident bytes
+mean_resident_seconds_...  the same, weighted by wall time
 final_resident_bytes       median over runs of the resident bytes after the last epoch
+peak/final_lazyfree_bytes  MADV_FREE'd bytes still resident (counted in resident too)
 process_peak_rss_bytes     max over runs of VmHWM: the whole process, *including the Python
                            interpreter* (~30 MB; per process, see metrics.py)
 drift_pct                  max over runs of the resident drift first epoch -> last epoch
@@ -55,7 +58,8 @@ DEFAULT_B: dict[str, str] = {"HAKMEM_SS_MEM_LEAN": "1"}
 #: Keys every side table has (the JSON schema's contract).
 SIDE_KEYS = (
     "ops_per_s_mean", "ops_per_s_median", "ops_per_s_cv", "ops_per_s_cv_pct", "epoch_cv_pct",
-    "peak_resident_bytes", "mean_resident_bytes", "final_resident_bytes",
+    "peak_resident_bytes", "mean_resident_bytes", "mean_resident_seconds_bytes",
+    "final_resident_bytes", "peak_lazyfree_bytes", "final_lazyfree_bytes",
     "process_peak_rss_bytes", "drift_pct", "drift_settled_pct", "syscalls_per_op",
     "lean_decommit", "lean_retire", "madvise_calls",
 )
@@ -66,9 +70,12 @@ MACHINE_NOTE = "shared 2-core machine; medians and ratios quoted"
 #: the ``descriptions`` of the ``--json`` documents.  Heap figures are the heap's own mappings;
 #: process figures are the whole process, the Python interpreter included.
 DESCRIPTIONS: dict[str, str] = {
-    "peak_resident_bytes": "heap only: resident bytes of the heap's own mappings (pagemap), "
-                           "max over the epoch samples",
-    "mean_resident_bytes": "heap only: mean of the epoch samples of the heap's resident bytes",
+    "peak_resident_bytes": "heap only: the most resident bytes of the heap's own mappings at any "
+                           "instant of the timed part (exact page model, equal to pagemap)",
+    "mean_resident_bytes": "heap only: the heap's resident bytes averaged over operations (exact)",
+    "mean_resident_seconds_bytes": "heap only: the heap's resident bytes averaged over wall time (exact)",
+    "peak_lazyfree_bytes": "heap only: most MADV_FREE'd bytes still resident at a sample (LazyFree)",
+    "final_lazyfree_bytes": "heap only: MADV_FREE'd bytes still resident at the end (LazyFree)",
     "final_resident_bytes": "heap only: the heap's resident bytes after the last epoch",
     "epoch_resident_bytes": "heap only: the heap's resident bytes after each epoch",
     "process_peak_rss_bytes": "whole process, including the Python interpreter (~30 MB): "
@@ -144,6 +151,10 @@ def aggregate(runs: list[RunResult], overrides: Mapping[str, Any] | None = None)
         "epoch_cv_pct": _median([r.epoch_cv_pct for r in ok]),
         "peak_resident_bytes": max((r.peak_resident_bytes for r in ok), default=0),
         "mean_resident_bytes": statistics.fmean([r.mean_resident_bytes for r in ok]) if ok else 0.0,
+        "mean_resident_seconds_bytes": (statistics.fmean([r.mean_resident_seconds_bytes for r in ok])
+                                        if ok else 0.0),
+        "peak_lazyfree_bytes": max((r.peak_lazyfree_bytes for r in ok), default=0),
+        "final_lazyfree_bytes": int(_median([r.final_lazyfree_bytes for r in ok])),
         "final_resident_bytes": int(_median([r.final_resident_bytes for r in ok])),
         "process_peak_rss_bytes": max((r.process_peak_rss_bytes for r in ok), default=0),
         "drift_pct": max((r.drift_pct for r in ok), default=0.0),
@@ -167,6 +178,8 @@ def aggregate(runs: list[RunResult], overrides: Mapping[str, Any] | None = None)
             "epoch_ops_per_s": r.epoch_ops_per_s, "epoch_seconds": r.epoch_seconds,
             "epoch_resident_bytes": r.epoch_resident_bytes,
             "epoch_lazyfree_bytes": r.epoch_lazyfree_bytes,
+            "sample_ops": r.sample_ops, "sample_resident_bytes": r.sample_resident_bytes,
+            "sample_lazyfree_bytes": r.sample_lazyfree_bytes,
             "peak_resident_bytes": r.peak_resident_bytes, "drift_pct": r.drift_pct,
             "drift_settled_pct": r.drift_settled_pct,
             "process_peak_rss_bytes": r.process_peak_rss_bytes, "error": r.error,
@@ -178,7 +191,8 @@ def aggregate(runs: list[RunResult], overrides: Mapping[str, Any] | None = None)
 #: Keys compared by :func:`delta`.
 DELTA_KEYS = (
     "ops_per_s_mean", "ops_per_s_median", "ops_per_s_cv_pct", "epoch_cv_pct",
-    "peak_resident_bytes", "mean_resident_bytes", "final_resident_bytes",
+    "peak_resident_bytes", "mean_resident_bytes", "mean_resident_seconds_bytes",
+    "final_resident_bytes", "final_lazyfree_bytes",
     "process_peak_rss_bytes", "drift_pct", "drift_settled_pct", "syscalls_per_op",
     "lean_decommit", "lean_retire", "madvise_calls",
 )
@@ -296,8 +310,10 @@ _ROWS: tuple[tuple[str, str, Callable[[float], str], str], ...] = (
     ("throughput CV, runs", "ops_per_s_cv_pct", lambda v: f"{v:.2f}%", "pp"),
     ("throughput CV, epochs", "epoch_cv_pct", lambda v: f"{v:.2f}%", "pp"),
     ("peak resident (heap)", "peak_resident_bytes", _kib, "pct"),
-    ("mean resident (heap)", "mean_resident_bytes", _kib, "pct"),
+    ("mean resident (heap, per op)", "mean_resident_bytes", _kib, "pct"),
+    ("mean resident (heap, per second)", "mean_resident_seconds_bytes", _kib, "pct"),
     ("final resident (heap)", "final_resident_bytes", _kib, "pct"),
+    ("final LazyFree (heap)", "final_lazyfree_bytes", _kib, "abs"),
     ("process peak RSS (VmHWM, incl. Python)", "process_peak_rss_bytes", _kib, "pct"),
     ("resident drift, first->last", "drift_pct", lambda v: f"{v:+.2f}%", "pp"),
     ("resident drift, settled", "drift_settled_pct", lambda v: f"{v:+.2f}%", "pp"),
@@ -380,13 +396,13 @@ def _plot(res: AbResult, outdir: Path) -> list[Path]:
             for i, r in enumerate(runs):
                 lab = f"{side}: {r.policy}" if i == 0 else None
                 if name == "resident":
-                    t, acc = [0.0], 0.0
-                    for dt in r.epoch_seconds:
-                        acc += dt
-                        t.append(acc)
-                    kib = [b / 1024 for b in (r.resident_after_warmup_bytes, *r.epoch_resident_bytes)]
-                    ax.plot(t[:len(kib)], kib, color=colors[side], alpha=0.8, label=lab, marker=".")
-                    ax.set_xlabel("timed seconds (0 = after the warm-up; samples at epoch ends)")
+                    ops = [0, *r.sample_ops]
+                    kib = [b / 1024 for b in (r.resident_after_warmup_bytes, *r.sample_resident_bytes)]
+                    ax.plot(ops[:len(kib)], kib, color=colors[side], alpha=0.8, label=lab)
+                    if r.peak_resident_bytes:
+                        ax.axhline(r.peak_resident_bytes / 1024, color=colors[side], alpha=0.4,
+                                   linestyle="--", linewidth=0.8)
+                    ax.set_xlabel("timed operations (0 = after the warm-up); dashed: exact peak")
                 else:
                     ax.plot(range(1, len(r.epoch_ops_per_s) + 1), r.epoch_ops_per_s,
                             color=colors[side], alpha=0.8, label=lab, marker=".")

@@ -1,46 +1,45 @@
-"""One measured run: fresh heap, warm-up, timed epochs, residency after each epoch.
+"""One measured run: fresh heap, warm-up, timed epochs, the heap's exact resident figures.
 
 :func:`run_once` takes a :class:`RunSpec` (workload, size, seed, config overrides, epochs) and
 returns a :class:`RunResult`:
 
-* the workload's untimed ``warmup`` runs first (bench_random_mixed's prefault);
-* the timed part runs as ``epochs`` pieces (``Workload.run_chunks``; the final drain is in the
-  last piece, as hakmem's timed region includes it); each piece is timed with
-  ``time.perf_counter`` and, *outside* the timing, ``heap.residency()`` is sampled: the
-  resident bytes of the heap's own mappings (``/proc/self/pagemap``, present and exclusive),
-  their LazyFree, and the process VmRSS;
-* syscalls/op is the heap's OS-call counter delta over the timed part divided by its ops.
+* the workload's untimed ``warmup`` runs first (bench_random_mixed's prefault), then the heap's
+  resident statistics are reset (``Heap.reset_resident_stats``), so every figure below covers
+  the timed part only;
+* the timed part runs as ``epochs`` epochs (``Workload.run_chunks``; the final drain is in the
+  last, as hakmem's timed region includes it), each split into ``samples_per_epoch`` pieces;
+  each piece is timed with ``time.perf_counter`` and, outside the timing, the heap's resident
+  model is read (``Heap.resident()``: a few counters, no syscall) -- a dense curve for plots;
+* **peak / mean resident are exact**, not maxima of samples: the heap's resident-page model
+  (``simalloc/pages.py``) counts every page the allocator writes or gives back, so its high-water
+  mark is the true peak of the heap's own resident bytes over the timed part (tests prove the
+  model equals ``/proc/self/pagemap`` and smaps' LazyFree); the means are weighted by
+  operations (``mean_resident_bytes``) and by wall time (``mean_resident_seconds_bytes``);
+* ``lazyfree`` figures (MADV_FREE'd pages still resident) appear next to every resident one;
+* syscalls/op is the heap's OS-call counter delta over the timed part divided by its ops;
+* at the end ``heap.residency()`` (pagemap) is read once more, as ``resident_pagemap_bytes``.
 
-**Drift** (``drift_pct``) is hakmem's "RSS drift, first epoch -> last epoch", measured on the
-heap's own resident bytes -- not on process VmRSS, whose interpreter noise (numpy buffers,
-free lists of the Python runtime) would make a flat heap look like it drifts.  The samples
-are taken at epoch ends of the timed part, i.e. after the warm-up, so a heap that reached its
-working-set high-water mark during the warm-up (FAST on Mixed) shows exactly 0.  Definition::
+**Drift**, two definitions, both on the heap's own resident bytes at epoch ends:
+
+* ``drift_pct`` -- the report's: first epoch -> last epoch::
 
     drift_pct = 100 * (last - first) / first            if first > 0
               = 100 * (last - first) / peak             if first == 0 and peak > 0
               = 0.0                                     if every sample is 0
 
-(``first``/``last``: resident bytes after the first/last epoch; ``peak``: their maximum), so
-it is always finite, positive exactly when the heap grew, and at most +100 % from nothing.
-``drift_bytes`` is the absolute change.
+* ``drift_settled_pct`` -- the same formula from the end of the first half of the epochs
+  (sample ``(n - 1) // 2``) to the last.  Why both: a heap's resident set is the high-water
+  mark of the pages its slabs ever carved into, and in a short run that mark still creeps up by
+  a page or two whenever one class's live count sets a new record.  The creep is bounded by
+  the slabs' size and stops; a leak does not.  hakmem's soaks take their first epoch after
+  ~10^8 operations, when the mark has settled; the settled figure is the short-run equivalent,
+  and it is what the verdict judges by default (``Criteria.drift_metric``).
 
-**Settled drift** (``drift_settled_pct``) is the same formula from the end of the first half of
-the epochs (sample ``(n - 1) // 2``) to the last.  Why both: a heap's resident set is the
-high-water mark of the pages its slabs ever carved into, and in a short run that mark still
-creeps up by a page or two whenever one class's live count sets a new record (measured on
-Mixed WS=400: FAST +2.0 % over 5M ops with seed 1; LEAN, which skips the prewarm that touches
-FAST's pages up front, +9.1 % over 200k ops).  The creep is bounded by the slabs' size and
-stops; a leak does not.  hakmem's soaks take their first epoch after ~10^8 operations, when
-the mark has settled; the settled figure is the short-run equivalent, and it is what the
-verdict judges by default (``Criteria.drift_metric``).
-
-**Process peak RSS** (``process_peak_rss_bytes``, VmHWM) is per *process*: in one long-lived
-process it covers the interpreter and every earlier run.  Before each run the HWM is reset
-when the kernel allows it (``echo 5 > /proc/self/clear_refs``; ``process_peak_reset`` says
-whether it worked), and it still includes the interpreter (~30 MB).  For a clean per-run
-figure use ``isolate=True``: each run then executes in a fresh interpreter started with
-multiprocessing's ``spawn`` method.
+**Process figures include the Python interpreter.**  ``process_peak_rss_bytes`` (VmHWM) and
+``process_rss_bytes`` (VmRSS) are the whole process: the interpreter (~30 MB), numpy, and, in one
+long-lived process, every earlier run.  Before each run the HWM is reset when the kernel allows
+it (``process_peak_reset`` says whether it worked).  For a clean per-run figure use
+``isolate=True``: each run then executes in a fresh interpreter (multiprocessing ``spawn``).
 """
 
 from __future__ import annotations
@@ -80,6 +79,7 @@ class RunSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     epochs: int = 10
     label: str = ""
+    samples_per_epoch: int = 10  # resident samples per epoch (the dense curve for plots)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -114,6 +114,13 @@ class RunResult:
     epoch_resident_bytes: list[int] = field(default_factory=list)
     epoch_lazyfree_bytes: list[int] = field(default_factory=list)
     epoch_vm_rss_bytes: list[int] = field(default_factory=list)
+    sample_ops: list[int] = field(default_factory=list)  # cumulative timed ops at each sample
+    sample_resident_bytes: list[int] = field(default_factory=list)
+    sample_lazyfree_bytes: list[int] = field(default_factory=list)
+    mean_resident_seconds_bytes: float = 0.0
+    peak_lazyfree_bytes: int = 0
+    final_lazyfree_bytes: int = 0
+    resident_pagemap_bytes: int = 0  # the kernel's figure at the end (pagemap), a cross-check
     epoch_cv_pct: float = 0.0
     resident_after_warmup_bytes: int = 0
     peak_resident_bytes: int = 0
@@ -215,23 +222,43 @@ def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
         slots = np.zeros(w.nslots, dtype=np.uint64)
         try:
             res.warmup_ops = int(w.warmup(heap, slots))
-            res.resident_after_warmup_bytes = int(heap.residency()["resident_bytes"])
+            heap.reset_resident_stats()
+            res.resident_after_warmup_bytes = int(heap.resident()["resident_bytes"])
             sys0 = int(heap.stats()["syscalls"])
-            chunks = iter(w.run_chunks(heap, slots, spec.epochs))
+            sub = max(1, spec.samples_per_epoch)
+            chunks = iter(w.run_chunks(heap, slots, spec.epochs * sub))
             perf = time.perf_counter
-            while True:
-                t0 = perf()
-                n = next(chunks, None)
-                dt = perf() - t0
-                if n is None:
-                    break
-                r = heap.residency()
-                res.epoch_ops.append(int(n))
-                res.epoch_seconds.append(dt)
-                res.epoch_ops_per_s.append(n / dt if dt > 0 else 0.0)
-                res.epoch_resident_bytes.append(int(r["resident_bytes"]))
-                res.epoch_lazyfree_bytes.append(int(r["lazyfree_bytes"]))
-                res.epoch_vm_rss_bytes.append(int(r["vm_rss_bytes"]))
+            done = 0
+            lazy_peak = 0
+            for _epoch in range(spec.epochs):
+                e_ops, e_dt = 0, 0.0
+                for _piece in range(sub):
+                    t0 = perf()
+                    n = next(chunks, None)
+                    dt = perf() - t0
+                    if n is None:
+                        break
+                    e_ops += int(n)
+                    e_dt += dt
+                    done += int(n)
+                    m = heap.resident()
+                    res.sample_ops.append(done)
+                    res.sample_resident_bytes.append(int(m["resident_bytes"]))
+                    res.sample_lazyfree_bytes.append(int(m["lazyfree_bytes"]))
+                    lazy_peak = max(lazy_peak, int(m["lazyfree_bytes"]))
+                res.epoch_ops.append(e_ops)
+                res.epoch_seconds.append(e_dt)
+                res.epoch_ops_per_s.append(e_ops / e_dt if e_dt > 0 else 0.0)
+                res.epoch_resident_bytes.append(res.sample_resident_bytes[-1] if res.sample_resident_bytes else 0)
+                res.epoch_lazyfree_bytes.append(res.sample_lazyfree_bytes[-1] if res.sample_lazyfree_bytes else 0)
+                res.epoch_vm_rss_bytes.append(process_memory()["vm_rss_bytes"])
+            model = heap.resident()
+            res.peak_resident_bytes = int(model["resident_peak_bytes"])
+            res.mean_resident_bytes = float(model["resident_mean_ops_bytes"])
+            res.mean_resident_seconds_bytes = float(model["resident_mean_seconds_bytes"])
+            res.peak_lazyfree_bytes = lazy_peak
+            res.final_lazyfree_bytes = int(model["lazyfree_bytes"])
+            res.resident_pagemap_bytes = int(heap.residency()["resident_bytes"])
             st = heap.stats()
             res.syscalls = int(st["syscalls"]) - sys0
         except ConfigError:
@@ -245,8 +272,9 @@ def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
         res.epoch_cv_pct = cv_pct(res.epoch_ops_per_s)
         rb = res.epoch_resident_bytes
         if rb:
-            res.peak_resident_bytes = max(rb)
-            res.mean_resident_bytes = float(np.mean(rb))
+            if not res.peak_resident_bytes:  # the run failed before the model was read
+                res.peak_resident_bytes = max(rb)
+                res.mean_resident_bytes = float(np.mean(rb))
             res.final_resident_bytes = rb[-1]
             res.drift_pct = drift_pct(rb)
             res.drift_settled_pct = drift_settled_pct(rb)

@@ -37,8 +37,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..heap import Heap
+from ..oslayer import process_memory
 from .explain import explain_lean
-from .metrics import cv_pct, drift_pct
+from .metrics import cv_pct, drift_pct, drift_settled_pct
 
 __all__ = ["CSV_COLUMNS", "SoakEpoch", "SoakResult", "SoakSpec", "format_soak", "run_soak",
            "write_csv"]
@@ -93,7 +94,12 @@ CSV_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SoakEpoch))
 #: What the memory figures cover (the ``descriptions`` of ``--json``): heap figures are the
 #: heap's own mappings, process figures the whole process with the Python interpreter.
 SOAK_DESCRIPTIONS: dict[str, str] = {
-    "resident_bytes": "heap only: resident bytes of the heap's own mappings (pagemap) at the epoch's end",
+    "resident_bytes": "heap only: resident bytes of the heap's own mappings at the epoch's end (exact "
+                      "page model = pagemap)",
+    "peak_resident_bytes": "heap only: most resident bytes at any instant of the soak (exact, not sampled)",
+    "mean_resident_bytes": "heap only: resident bytes averaged over operations (exact)",
+    "mean_resident_seconds_bytes": "heap only: resident bytes averaged over wall time (exact)",
+    "lazyfree_bytes": "heap only: of the resident bytes, those given back with MADV_FREE (LazyFree)",
     "drift_pct": "heap only: resident change first epoch -> last epoch, in %",
     "vm_rss_bytes": "whole process, including the Python interpreter: VmRSS at the epoch's end",
     "vm_rss_drift_pct": "whole process, including the Python interpreter: VmRSS change first -> last "
@@ -116,6 +122,10 @@ class SoakResult:
     p1_ops_per_s: float = 0.0
     p01_ops_per_s: float = 0.0
     drift_pct: float = 0.0
+    drift_settled_pct: float = 0.0
+    peak_resident_bytes: int = 0
+    mean_resident_bytes: float = 0.0
+    mean_resident_seconds_bytes: float = 0.0
     vm_rss_drift_pct: float = 0.0
     syscalls_per_op: float = 0.0
     stats_line: str = ""
@@ -193,7 +203,9 @@ def run_soak(spec: SoakSpec, progress: bool = True) -> SoakResult:
                     dt = time.perf_counter() - t0
                     if dt >= spec.epoch:
                         break
-                r = heap.residency()
+                r = dict(heap.resident())
+                r["vm_rss_bytes"] = process_memory()["vm_rss_bytes"]
+                r["mapped_bytes"] = heap.stats()["mapped_bytes"]
                 st = heap.stats()
                 sys_now = int(st["syscalls"])
                 res.epochs.append(SoakEpoch(
@@ -216,6 +228,10 @@ def run_soak(spec: SoakSpec, progress: bool = True) -> SoakResult:
             res.error = f"{type(exc).__name__}: {exc}"
         pieces.close()
         try:
+            model = heap.resident()
+            res.peak_resident_bytes = int(model["resident_peak_bytes"])
+            res.mean_resident_bytes = float(model["resident_mean_ops_bytes"])
+            res.mean_resident_seconds_bytes = float(model["resident_mean_seconds_bytes"])
             res.stats_line = heap.os_stats_line()
             res.explain_lean = explain_lean(heap)
         except Exception as exc:  # observing a heap the failure left behind: record, go on
@@ -250,6 +266,7 @@ def _summarise(res: SoakResult) -> None:
     res.p1_ops_per_s = float(np.percentile(tput, 1))
     res.p01_ops_per_s = float(np.percentile(tput, 0.1))
     res.drift_pct = drift_pct([e.resident_bytes for e in ep])
+    res.drift_settled_pct = drift_settled_pct([e.resident_bytes for e in ep])
     res.vm_rss_drift_pct = drift_pct([e.vm_rss_bytes for e in ep])
     res.syscalls_per_op = sum(e.syscalls for e in ep) / res.ops if res.ops else 0.0
 

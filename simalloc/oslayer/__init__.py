@@ -31,6 +31,7 @@ outside the range the caller proved free (live blocks and live metadata are alwa
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..constants import PAGE_SIZE
@@ -82,6 +83,10 @@ class OSLayer:
         self.align_retries = 0  # first mapping was misaligned: unmapped, remapped at 2x
         self.alignment_waste = 0  # bytes currently mapped only to align windows
         self._deferred: list[Mapping] = []
+        #: Called as ``observer(mapping, advice, offset, length)`` after every madvise that
+        #: succeeded and (advice ``"UNMAP"``) before every release: the heap's resident-page
+        #: model follows the OS calls from here (simalloc/pages.py).
+        self.observer: Callable[[Mapping, str, int, int], None] | None = None
 
     # ------------------------------------------------------------------ reserve / release
     def reserve(self, size: int, align: int = PAGE_SIZE, kind: str = "superslab") -> Mapping:
@@ -123,6 +128,8 @@ class OSLayer:
     def release(self, m: Mapping) -> None:
         """munmap the mapping.  If the user still holds a view of it, the pages are dropped
         now (DONTNEED) and the unmap is deferred until the last view goes away."""
+        if self.observer is not None:
+            self.observer(m, "UNMAP", 0, m.size)
         if m.view is not None:
             m.view.release()
             m.view = None
@@ -161,6 +168,8 @@ class OSLayer:
         except OSError as exc:
             raise OSLayerError(f"madvise({name}, +{offset}, {length}) failed: {exc}") from exc
         self.madvise_calls[name] += 1
+        if self.observer is not None:
+            self.observer(m, name, offset, length)
 
     @staticmethod
     def page_inward(offset: int, length: int) -> tuple[int, int]:

@@ -22,6 +22,7 @@ __all__ = [
     "MADV_POPULATE_WRITE",
     "address_of",
     "advise",
+    "lock_unlock_page",
     "map_anonymous",
     "unmap",
 ]
@@ -57,6 +58,28 @@ def advise(mm: mmap.mmap, advice: int, offset: int, length: int) -> None:
 def unmap(mm: mmap.mmap) -> None:
     """``munmap`` the whole mapping; raises BufferError while views of it are alive."""
     mm.close()
+
+
+def lock_unlock_page() -> bool:
+    """``mlock`` then ``munlock`` one fresh private page (the kernel drains this CPU's LRU
+    batches on mlock).  Returns False if the kernel refused (RLIMIT_MEMLOCK)."""
+    mm = map_anonymous(mmap.PAGESIZE)
+    try:
+        buf = ctypes.c_char.from_buffer(mm)
+        try:
+            addr = ctypes.c_void_p(ctypes.addressof(buf))
+            size = ctypes.c_size_t(mmap.PAGESIZE)
+            if _libc.mlock(addr, size) != 0:
+                return False
+            _libc.munlock(addr, size)
+            return True
+        finally:
+            del buf
+    finally:
+        mm.close()
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def address_of(mm: mmap.mmap) -> int:
