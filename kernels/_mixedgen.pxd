@@ -1,11 +1,13 @@
 # The C types of the Mixed stream generator; the code is simalloc/workloads/_mixedgen_py.py
 # (Cython pure Python mode, compiled as simalloc.workloads._mixedgen by setup.py from the
-# generated copy kernels/_mixedgen.py).  Values are assigned in the .py.
+# generated copy kernels/_mixedgen.py).  Values are assigned in the .py, except the constants of
+# simalloc/constants.py (OP_MALLOC, OP_FREE), which are compiled in (see kernels/_kernel.pxd).
 
 cimport cython
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 
-cdef int64_t OP_MALLOC, OP_FREE
+include "simalloc_layout.pxi"
+
 cdef uint32_t MIN_SIZE, SIZE_MASK, _MASK32
 
 

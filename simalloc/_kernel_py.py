@@ -14,14 +14,20 @@ Everything a single malloc or free touches in the common case lives here, over f
 * per-heap numpy tables: superslab bases, the address registry (open addressing), the per-class
   front caches (handles ``index << 32 | offset``), the current slab of each class, counters.
 
-Plain Python and C differ in one place only: how the bytes of a superslab are reached
-(:meth:`Kernel._w8` / :meth:`Kernel._w32`: a memoryview of the mapping in Python, a pointer
-``ss_base[idx]`` in C) and the first-byte store of a fresh block (:meth:`Kernel._store_byte`).
+Plain Python and C differ only in ``if cython.compiled`` branches: how the bytes of a superslab
+are reached (:meth:`Kernel._w8` / :meth:`Kernel._w32`: a memoryview of the mapping in Python, a
+pointer ``ss_base[idx]`` in C), the first-byte store of a fresh tiny block
+(:meth:`Kernel._store_tiny_byte`), and where the layout constants come from: Python imports
+them from ``constants``; C has them compiled in (``setup.py`` generates them from the same
+file, as C constants: as typed globals they cost ~8% on Mixed).
+
 Rules for editing (the code must mean the same as Python and as C): name every number from
-``constants`` (the .pxd types the module globals, their values are assigned here, once); keep
-integers in C range (no ``or`` on numbers, explicit masks, ``idx`` wide enough for ``<< 32``);
-do not alias numpy views into locals in hot methods (in C each alias costs a reference count);
-give every new local of a hot method a C type in the .pxd (``cython -a`` shows what is left).
+``constants`` (a new one goes into the import block; a value the running system decides, like
+PAGE_SHIFT, is imported unconditionally and typed in the .pxd); keep integers in C range (no
+``or`` on numbers, no literals above 2**31 in C expressions, ``idx`` wide enough for ``<< 32``);
+do not alias numpy views into locals in per-operation methods (in C each alias costs a reference
+count); give every new local of a hot method a C type in the .pxd (``cython -a`` shows what is
+left).
 
 When the hot path cannot proceed it calls the slow path (a :class:`simalloc.kernel.SlowPath`,
 the heap), written in ordinary Python: a class whose current slab is exhausted
@@ -47,51 +53,52 @@ except ImportError:  # Cython is a build requirement only; uncompiled code just 
 
     cython = SimpleNamespace(compiled=False)
 
-from .constants import (
-    ALLOC_TAG,
-    BLOCK_HEADER,
-    C_DRAINS,
-    C_LAZY,
-    C_LIVE,
-    C_NEXT_TICK,
-    C_OPS,
-    C_REFILLS,
-    C_RES,
-    C_RES_LAST_NS,
-    C_RES_LAST_OPS,
-    C_RES_NS_AREA,
-    C_RES_OPS_AREA,
-    C_RES_PEAK,
-    C_RES_SINCE_NS,
-    C_RES_SINCE_OPS,
-    C_SLOW,
-    FREE_TAG,
-    H_ACTIVE_SLABS,
-    H_MAGIC,
-    H_TOTAL_ACTIVE,
-    M_CAPACITY,
-    M_CARVED,
-    M_CLASS,
-    M_DATA,
-    M_FREELIST,
-    M_STATE,
-    M_STRIDE,
-    M_USED,
-    N_COUNTERS,
-    NEXT_LINK_OFFSET,
-    NUM_CLASSES,
-    OP_FREE,
-    OP_MALLOC,
-    PAGE_LAZY,
-    PAGE_RESIDENT,
-    PAGE_SHIFT,
-    PAGE_UNTOUCHED,
-    SLAB_ACTIVE,
-    SLAB_LG,
-    SLAB_META_WORDS,
-    SS_MAGIC,
-    SS_META_OFFSET,
-)
+if not cython.compiled:  # compiled, these are C constants generated from constants.py (setup.py)
+    from .constants import (
+        ALLOC_TAG,
+        BLOCK_HEADER,
+        C_DRAINS,
+        C_LAZY,
+        C_LIVE,
+        C_NEXT_TICK,
+        C_OPS,
+        C_REFILLS,
+        C_RES,
+        C_RES_LAST_NS,
+        C_RES_LAST_OPS,
+        C_RES_NS_AREA,
+        C_RES_OPS_AREA,
+        C_RES_PEAK,
+        C_RES_SINCE_NS,
+        C_RES_SINCE_OPS,
+        C_SLOW,
+        FREE_TAG,
+        H_ACTIVE_SLABS,
+        H_MAGIC,
+        H_TOTAL_ACTIVE,
+        M_CAPACITY,
+        M_CARVED,
+        M_CLASS,
+        M_DATA,
+        M_FREELIST,
+        M_STATE,
+        M_STRIDE,
+        M_USED,
+        N_COUNTERS,
+        NEXT_LINK_OFFSET,
+        NUM_CLASSES,
+        OP_FREE,
+        OP_MALLOC,
+        PAGE_LAZY,
+        PAGE_RESIDENT,
+        PAGE_UNTOUCHED,
+        SLAB_ACTIVE,
+        SLAB_LG,
+        SLAB_META_WORDS,
+        SS_MAGIC,
+        SS_META_WORD,
+    )
+from .constants import PAGE_SHIFT  # the running system's page size: a value at run time
 from .errors import TraceError
 
 if TYPE_CHECKING:
@@ -101,8 +108,6 @@ __all__ = ["KERNEL_NAME", "Kernel", "TraceError"]  # TraceError is re-exported f
 
 KERNEL_NAME = "cython" if cython.compiled else "python"
 
-_META0 = SS_META_OFFSET // 4  # u32 word index of slab 0's meta record
-_MASK32 = 0xFFFFFFFF  # low half of a front-cache handle (the block's superslab offset)
 _monotonic_ns = time.monotonic_ns  # the resident model's clock (called once per page change)
 
 
@@ -182,13 +187,15 @@ class Kernel:
         else:
             return self._v32[idx]
 
-    def _store_byte(self, addr: int, value: int) -> None:
-        """Store one byte at ``addr``, a block this kernel has just handed out (tiny or large):
-        C writes through the pointer, Python goes through :meth:`write_byte`."""
-        if cython.compiled and self.lookup(addr) >= 0:
+    def _store_tiny_byte(self, addr: int, value: int) -> int:
+        """Store one byte at ``addr``, a tiny block this kernel has just handed out: C writes
+        through the pointer, Python goes through :meth:`write_byte`.  Returns 0 (in C an int
+        error flag)."""
+        if cython.compiled:
             cython.cast(cython.p_uchar, addr)[0] = value & 0xFF
         else:
             self.write_byte(addr, value)
+        return 0
 
     def attach(self, idx: int, base: int, window: memoryview) -> None:
         """Make superslab ``idx`` (window at ``base``) visible to the hot path."""
@@ -321,7 +328,7 @@ class Kernel:
         self._fcn[cls] = n
         h = self._fc[cls, n]
         idx = h >> 32
-        off = h & _MASK32
+        off = h - (idx << 32)
         w8 = self._w8(idx)
         if w8[off] != FREE_TAG | cls:
             self._fcn[cls] = n + 1
@@ -359,7 +366,7 @@ class Kernel:
             slab = self._cl[cls]
             w32 = self._w32(idx)
             w8 = self._w8(idx)
-            m = _META0 + slab * SLAB_META_WORDS
+            m = SS_META_WORD + slab * SLAB_META_WORDS
             while got < want:
                 head = w32[m + M_FREELIST]
                 if head:
@@ -409,7 +416,7 @@ class Kernel:
         if w32[H_MAGIC] != SS_MAGIC or off < 0:
             self.slow.free_error(addr)
             return 0
-        m = _META0 + (off >> SLAB_LG) * SLAB_META_WORDS
+        m = SS_META_WORD + (off >> SLAB_LG) * SLAB_META_WORDS
         rel = off - w32[m + M_DATA]
         stride = w32[m + M_STRIDE]
         cls = w32[m + M_CLASS]
@@ -457,7 +464,8 @@ class Kernel:
             top = n - 1 - i
             h = self._fc[cls, top]
             self._fcn[cls] = top
-            self._return_block(cls, h >> 32, h & _MASK32)
+            idx = h >> 32
+            self._return_block(cls, idx, h - (idx << 32))
 
     def _reverse(self, cls: int, lo: int, hi: int) -> None:
         """Reverse front-cache entries ``lo..hi-1`` of class ``cls`` in place."""
@@ -478,7 +486,7 @@ class Kernel:
         """:meth:`return_block`; returns 0 (see :meth:`_free_fast`)."""
         w32 = self._w32(idx)
         slab = off >> SLAB_LG
-        m = _META0 + slab * SLAB_META_WORDS
+        m = SS_META_WORD + slab * SLAB_META_WORDS
         w32[(off + NEXT_LINK_OFFSET) >> 2] = w32[m + M_FREELIST]
         w32[m + M_FREELIST] = off
         used = w32[m + M_USED] - 1
@@ -536,8 +544,12 @@ class Kernel:
             if kind == OP_MALLOC:
                 if sl[slot]:
                     raise TraceError(f"malloc into occupied slot {slot}")
-                p = self.malloc(size)
-                self._store_byte(p, size)
+                if 0 <= size <= self.tiny_max:  # malloc(), its tiny path inlined
+                    p = self.alloc_fast(self._lut[size])
+                    self._store_tiny_byte(p, size)
+                else:  # large: the slow path, and write_byte (the page model sees the page)
+                    p = self.slow.malloc_large(size)
+                    self.write_byte(p, size)
                 sl[slot] = p
             elif kind == OP_FREE:
                 p = sl[slot]

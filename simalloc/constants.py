@@ -216,3 +216,7 @@ assert all(c % 8 == 0 and MID_PAGE_SIZE % c == 0 for c in MID_CLASSES), "Mid blo
 assert MID_CLASSES[0] > TINY_MAX_SIZE, "Mid classes start above every tiny class"
 assert MID_REGION_SIZE % MID_PAGE_SIZE == 0 and MID_PAGES > MID_HEADER_PAGES
 assert MID_PAGE_SIZE // MID_CLASSES[0] <= 8, "a page's allocation bits fit one byte"
+
+# ---- Derived layout words of the hot path (simalloc/_kernel_py.py) ----------------------
+#: u32 word index of slab 0's meta record in the superslab header.
+SS_META_WORD: int = SS_META_OFFSET // 4

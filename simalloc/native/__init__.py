@@ -20,6 +20,9 @@ would report the forking Python process's peak, which Linux carries across ``exe
 * :func:`run_trace` / :func:`stream_checksum`: the driver's ``trace`` mode hashes the first N
   timed rows (word-wise FNV-1a-64 over ``kind, slot, size``); the same hash over
   ``MixedWorkload.op_stream()`` proves both run the identical sequence.
+* :func:`run_file`: the driver's ``file`` mode replays an op-stream file (raw int64 rows
+  ``kind, slot, size``, :mod:`.opfile`) -- the file ``Heap.replay`` is fed from too (one
+  stream, two consumers); :mod:`.traced` is ``simalloc native --trace``.
 
 Everything raises :class:`NativeUnavailable` (an :class:`~simalloc.errors.AllocatorError`) with
 a message saying what is missing, never a bare ``OSError``.
@@ -45,8 +48,8 @@ import numpy as np
 from ..errors import AllocatorError, ConfigError
 
 __all__ = ["ALLOCATOR_LIBS", "CFLAGS", "DRIVER_SOURCE", "NativeUnavailable", "cache_dir",
-           "compile_driver", "find_allocators", "find_compiler", "parse_line", "run_native",
-           "run_trace", "stream_checksum"]
+           "compile_driver", "file_args", "find_allocators", "find_compiler", "parse_line",
+           "run_file", "run_native", "run_trace", "stream_checksum"]
 
 #: The C source of the driver (package data).
 DRIVER_SOURCE = Path(__file__).with_name("driver.c")
@@ -285,6 +288,28 @@ def run_trace(cycles: int, ws: int = 400, seed: int = 1, max_ops: int | None = N
         args.append(str(int(max_ops)))
     _label, lib = _preload_for(allocator)
     return _run(lib, args, None)
+
+
+def file_args(path: str | os.PathLike[str], timed_from: int = 0,
+              out: str | os.PathLike[str] | None = None) -> list[str]:
+    """The driver's arguments for ``file`` mode (``driver file PATH [TIMED_FROM [OUT]]``)."""
+    if timed_from < 0:
+        raise ConfigError(f"timed_from={timed_from} must be >= 0")
+    args = ["file", os.fspath(path), str(int(timed_from))]
+    return args + [os.fspath(out)] if out is not None else args
+
+
+def run_file(allocator: str | os.PathLike[str], path: str | os.PathLike[str],
+             timed_from: int = 0, runs: int = 1, *,
+             timeout: float | None = None) -> list[dict[str, Any]]:
+    """Replay the op-stream file ``path`` (raw int64 rows, see :mod:`.opfile`) with the driver
+    under ``allocator``, ``runs`` times; rows before ``timed_from`` are the untimed warm-up.
+    Each dict: the driver's line parsed (``ops, warmup_ops, n_slots, seconds, ops_per_s,
+    max_rss_kb, rss_kb, rss_anon_kb, base_rss_kb``) plus ``allocator`` and ``library``."""
+    label, lib = _preload_for(allocator)
+    args = file_args(path, timed_from)
+    return [{"allocator": label, "library": str(lib) if lib else None, **_run(lib, args, timeout)}
+            for _ in range(runs)]
 
 
 def stream_checksum(rows: np.ndarray) -> int:

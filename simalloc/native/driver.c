@@ -2,6 +2,7 @@
  * simalloc native yardstick: hakmem's bench_random_mixed op stream on the process's malloc.
  *
  * Usage: driver CYCLES WS SEED [trace [MAX_OPS]]
+ *        driver file PATH [TIMED_FROM [OUT]]
  *
  * The identical stream as simalloc.workloads.mixed.MixedWorkload:
  *   - prefault (untimed): CYCLES/10 cycles with seed SEED+0xDEADBEEF (mod 2^32), NOT drained;
@@ -23,15 +24,35 @@
  * starting from 0xcbf29ce484222325).  simalloc.native.stream_checksum computes the same over
  * the Python op stream.
  *
- * Exit status: 0 ok, 2 usage error, 3 out of memory.
+ * file mode replays an op-stream file -- the same rows simalloc's Heap.replay consumes: raw
+ * little-endian int64 rows (kind, slot, size), kind 0 malloc, 1 free, 2 realloc (simalloc
+ * writes them with simalloc.native.opfile.write_opfile).  Rows before TIMED_FROM (default 0)
+ * are the untimed warm-up.  A malloc / realloc writes size & 0xFF as the block's first byte
+ * (Heap.replay's rule); a free of an empty slot and a realloc of one behave as free(NULL) and
+ * malloc.  The file is streamed through a static buffer with read(2) and the slots array is
+ * mmap'ed, so the allocator under test sees only the stream's calls and neither the rows nor
+ * the reads land in its heap; only the op loops are timed.  The phases are marked for a
+ * syscall tracer with lseek(-1, 0x5A11D000 + k, SEEK_SET) (fails with EBADF): k = 0 before
+ * the warm-up, 1 before the timed part, 2 after it.  Output, on stdout (in OUT if given):
+ *   ops=N warmup_ops=W n_slots=S seconds=S ops_per_s=X max_rss_kb=K ru_maxrss_kb=R
+ *   rss_kb=F rss_anon_kb=A base_rss_kb=B
+ * with max_rss_kb = VmHWM, rss_kb / rss_anon_kb = VmRSS / RssAnon right after the last op,
+ * base_rss_kb = VmRSS before the first op.
+ *
+ * Exit status: 0 ok, 2 usage error or bad stream file, 3 out of memory.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
@@ -138,8 +159,184 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* ------------------------------------------------------------------ file mode */
+#define MARK_BASE 0x5A11D000L
+#define CHUNK_ROWS 4096
+
+static int64_t rowbuf[CHUNK_ROWS * 3]; /* static: the rows never touch the allocator */
+static char statbuf[8192];
+
+static void mark(long k) { (void)lseek(-1, (off_t)(MARK_BASE + k), SEEK_SET); }
+
+/* VmHWM, VmRSS and RssAnon (KiB) from /proc/self/status, read with open/read into a static
+ * buffer (stdio would call malloc); -1 where unavailable. */
+static void status_kb(long *hwm, long *rss, long *anon) {
+    *hwm = *rss = *anon = -1;
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, statbuf, sizeof statbuf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    statbuf[n] = 0;
+    char *p;
+    if ((p = strstr(statbuf, "VmHWM:")))
+        *hwm = strtol(p + 6, NULL, 10);
+    if ((p = strstr(statbuf, "VmRSS:")))
+        *rss = strtol(p + 6, NULL, 10);
+    if ((p = strstr(statbuf, "RssAnon:")))
+        *anon = strtol(p + 8, NULL, 10);
+}
+
+/* Read up to CHUNK_ROWS whole rows into rowbuf; returns the rows read, -1 on error. */
+static long read_rows(int fd) {
+    size_t want = sizeof rowbuf, got = 0;
+    char *dst = (char *)rowbuf;
+    while (got < want) {
+        ssize_t n = read(fd, dst + got, want - got);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got % (3 * sizeof(int64_t)))
+        return -1; /* a truncated row */
+    return (long)(got / (3 * sizeof(int64_t)));
+}
+
+static void apply_rows(void **slots, const int64_t *r, long n) {
+    for (long i = 0; i < n; i++, r += 3) {
+        int64_t kind = r[0], slot = r[1];
+        size_t size = (size_t)r[2];
+        if (kind == 1) {
+            free(slots[slot]);
+            slots[slot] = NULL;
+            continue;
+        }
+        unsigned char *p = kind == 0 ? malloc(size) : realloc(slots[slot], size);
+        if (!p && size) {
+            fprintf(stderr, "driver: %s(%zu) failed\n", kind == 0 ? "malloc" : "realloc", size);
+            exit(3);
+        }
+        if (p && size)
+            p[0] = (unsigned char)(size & 0xFF);
+        slots[slot] = p;
+    }
+}
+
+static int file_main(int argc, char **argv) {
+    uint64_t timed_from = 0;
+    if (argc < 3 || argc > 5 || (argc >= 4 && !parse_u64(argv[3], &timed_from))) {
+        fprintf(stderr, "usage: %s file PATH [TIMED_FROM [OUT]]\n", argv[0]);
+        return 2;
+    }
+    const char *path = argv[2];
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        fprintf(stderr, "driver: cannot open %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    /* pass 1: validate, count rows, find the slot table's length */
+    uint64_t rows = 0, n_slots = 0;
+    long n;
+    while ((n = read_rows(fd)) > 0) {
+        for (long i = 0; i < n; i++) {
+            const int64_t *r = rowbuf + 3 * i;
+            if (r[0] < 0 || r[0] > 2 || r[1] < 0 || r[2] < 0) {
+                fprintf(stderr, "driver: %s: row %llu: bad row (%lld, %lld, %lld)\n", path,
+                        (unsigned long long)(rows + (uint64_t)i), (long long)r[0],
+                        (long long)r[1], (long long)r[2]);
+                return 2;
+            }
+            if ((uint64_t)r[1] >= n_slots)
+                n_slots = (uint64_t)r[1] + 1;
+        }
+        rows += (uint64_t)n;
+    }
+    if (n < 0) {
+        fprintf(stderr, "driver: %s: read error or truncated row (size not a multiple of 24)\n",
+                path);
+        return 2;
+    }
+    if (timed_from > rows) {
+        fprintf(stderr, "driver: TIMED_FROM %llu > %llu rows\n", (unsigned long long)timed_from,
+                (unsigned long long)rows);
+        return 2;
+    }
+    size_t table = (size_t)(n_slots ? n_slots : 1) * sizeof(void *);
+    void **slots = mmap(NULL, table, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (slots == MAP_FAILED) {
+        fprintf(stderr, "driver: cannot map %llu slots\n", (unsigned long long)n_slots);
+        return 3;
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        fprintf(stderr, "driver: cannot rewind %s\n", path);
+        return 2;
+    }
+    long hwm, base_rss, anon;
+    status_kb(&hwm, &base_rss, &anon);
+    /* pass 2: replay */
+    mark(0);
+    uint64_t done = 0;
+    double seconds = 0.0;
+    int timed = timed_from == 0;
+    if (timed)
+        mark(1);
+    while ((n = read_rows(fd)) > 0) {
+        long i = 0;
+        if (!timed) {
+            long warm = (long)((timed_from - done) < (uint64_t)n ? timed_from - done : (uint64_t)n);
+            apply_rows(slots, rowbuf, warm);
+            i = warm;
+            if (done + (uint64_t)warm == timed_from) {
+                timed = 1;
+                mark(1);
+            }
+        }
+        if (i < n) {
+            double t0 = now_seconds();
+            apply_rows(slots, rowbuf + 3 * i, n - i);
+            seconds += now_seconds() - t0;
+        }
+        done += (uint64_t)n;
+    }
+    mark(2);
+    long rss;
+    status_kb(&hwm, &rss, &anon);
+    close(fd);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    uint64_t ops = rows - timed_from;
+    char line[512];
+    snprintf(line, sizeof line,
+             "ops=%llu warmup_ops=%llu n_slots=%llu seconds=%.9f ops_per_s=%.1f max_rss_kb=%ld "
+             "ru_maxrss_kb=%ld rss_kb=%ld rss_anon_kb=%ld base_rss_kb=%ld\n",
+             (unsigned long long)ops, (unsigned long long)timed_from,
+             (unsigned long long)n_slots, seconds, seconds > 0 ? (double)ops / seconds : 0.0,
+             hwm > 0 ? hwm : ru.ru_maxrss, ru.ru_maxrss, rss, anon, base_rss);
+    if (argc < 5)
+        fputs(line, stdout);
+    else {
+        int out = open(argv[4], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (out < 0 || write(out, line, strlen(line)) != (ssize_t)strlen(line)) {
+            fprintf(stderr, "driver: cannot write %s\n", argv[4]);
+            return 2;
+        }
+        close(out);
+    }
+    munmap(slots, table);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     uint64_t cycles, ws64, seed64;
+    if (argc >= 2 && strcmp(argv[1], "file") == 0)
+        return file_main(argc, argv);
     trace_t t = {0, FNV_OFFSET, 0, UINT64_MAX};
     if (argc < 4 || argc > 6 || !parse_u64(argv[1], &cycles) || !parse_u64(argv[2], &ws64) ||
         !parse_u64(argv[3], &seed64) || ws64 == 0 || ws64 > UINT32_MAX) {

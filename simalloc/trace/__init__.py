@@ -6,6 +6,8 @@
   (:func:`read_trace` picks one);
 * :mod:`.replay` -- replay an op stream through ``Heap.replay`` and report mdriver's figures;
 * :mod:`.ptracer` -- ``simalloc strace``: a python-ptrace syscall tracer (optional extra);
+  :mod:`.syscalls` -- what it records (``SyscallTrace``); :mod:`.strace_report` -- its summary,
+  JSON / CSV timelines, PNG and the comparison with real ``strace``;
 * :mod:`.verify` -- ``simalloc verify``: the OS layer's counters against the traced syscalls;
 * :mod:`.record` -- ``simalloc record``: memray capture -> op stream -> replay;
 * :mod:`.cli` -- the four subcommands (``add_subcommands``).

@@ -25,7 +25,8 @@ except ImportError:  # Cython is a build requirement only; uncompiled code just 
 
     cython = SimpleNamespace(compiled=False)
 
-from ..constants import OP_FREE, OP_MALLOC
+if not cython.compiled:  # compiled, these are C constants generated from constants.py (setup.py)
+    from ..constants import OP_FREE, OP_MALLOC
 
 __all__ = ["COMPILED", "MIN_SIZE", "SIZE_MASK", "MixedGen"]
 
