@@ -1,4 +1,4 @@
-"""The ``simalloc`` command line: run, bench, soak, ab, native, options.
+"""The ``simalloc`` command line: run, bench, soak, ab, validate, native, options.
 
 ::
 
@@ -7,6 +7,9 @@
     simalloc soak    [--duration 10 --epoch 1] [--csv soak.csv] [--json]
     simalloc ab      [--a KEY=VALUE,... | --a-config FILE] [--b ... | --b-config FILE]
                      [--runs 3 --epochs 10] [--json] [--report DIR] [--native] [--isolate]
+                     [--gate]
+    simalloc validate [--cells LIST] [--ops N|WORKLOAD=N,...] [--duration S] [--runs N]
+                     [--isolate] [--json FILE] [--report DIR] [--out FILE] [--resume FILE]
                      [--gate]
     simalloc native  [--ops N --ws 400 --seed 1 --runs 1]
     simalloc options [--set KEY=VALUE,...]
@@ -26,11 +29,13 @@ Exit codes (``simalloc COMMAND --help`` shows each command's):
 2  usage or configuration error, before anything runs: a bad argument, an invalid option or
    override (one line naming the variable), an unknown workload, ``--report`` without
    matplotlib (``pip install "simalloc[plot]"``)
-3  ``ab --gate``: the verdict is NEUTRAL
-4  ``ab --gate``: the verdict is NO-GO
+3  ``ab --gate``: the verdict is NEUTRAL; ``validate --gate``: the worst LEAN cell's is
+4  ``ab --gate``: the verdict is NO-GO; ``validate --gate``: the worst LEAN cell's is
 == ========================================================================================
 
 A failed run outranks the verdict: ``ab --gate`` exits 1, not 4, when a run crashed.
+``validate`` interrupted (Ctrl-C) exits 130; its finished runs stay in its runs file
+(``--resume FILE`` continues).
 ``HAKMEM_*`` variables that simalloc does not model are named once per command on stderr
 (``simalloc: warning: ...``) and ignored.
 """
@@ -194,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="simalloc",
         description="simalloc: hakmem's superslab allocator with real memory; Phase 54 experiments.",
         epilog="exit status: 0 ok, 1 a run failed, 2 usage or configuration error; "
-               "ab --gate: 3 NEUTRAL, 4 NO-GO (see simalloc ab --help)")
+               "ab/validate --gate: 3 NEUTRAL, 4 NO-GO (see simalloc ab --help)")
     p.add_argument("--version", action="version", version=f"simalloc {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
 
@@ -292,6 +297,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--runs", type=int, default=1)
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--trace", action="store_true",
+                    help="release behaviour: each allocator traced (python-ptrace) on op-stream "
+                         "files, beside the simalloc policy that models it (simalloc.trace.native_trace)")
+    sp.add_argument("--stream", action="append", metavar="NAME|FILE",
+                    help="with --trace: a workload (default mixed and churn) or a trace file; repeatable")
+    sp.add_argument("--allocator", action="append", metavar="NAME",
+                    help="with --trace: glibc, jemalloc, mimalloc, tcmalloc (default: all installed)")
 
     sp = sub.add_parser("options", parents=[kern], help="print every option, value and env name",
                         epilog="exit status: 0 the configuration is valid (a heap can be built with it), "
@@ -300,6 +312,11 @@ def _parser() -> argparse.ArgumentParser:
     from .trace.cli import add_subcommands  # strace, verify, replay, record (issue 10)
 
     _COMMANDS.update(add_subcommands(sub))
+    from .experiments.validate_cli import add_subcommand  # simalloc validate (issue 8)
+
+    _COMMANDS.update(add_subcommand(sub, kern, finite=_finite, criteria=_criteria,
+                                    base_overrides=_base_overrides, scalar=_scalar, fail=_fail,
+                                    dump_json=_dump_json, log=_log))
     return p
 
 
@@ -491,6 +508,12 @@ def _cmd_ab(args: argparse.Namespace) -> int:
 
 
 def _cmd_native(args: argparse.Namespace) -> int:
+    if args.trace:
+        from .trace.native_trace import main_trace
+
+        return main_trace(args)
+    if args.stream or args.allocator:
+        raise ConfigError("--stream and --allocator need --trace")
     try:
         from .native import ALLOCATOR_LIBS, NativeUnavailable, find_allocators, run_native
     except ImportError as exc:

@@ -407,7 +407,7 @@ class Config:
         def conflict(a: str, b: str, rule: str) -> ConfigError:
             return ConfigError(f"conflicting options: {who(a)} and {who(b)}: {rule}")
 
-        if self.front_drain_batch > max(self.front_cache_cap, 1):
+        if self.front_cache_cap and self.front_drain_batch > self.front_cache_cap:
             raise conflict("front_drain_batch", "front_cache_cap",
                            "front_drain_batch must not exceed front_cache_cap")
         if self.prewarm_superslabs > self.max_superslabs:

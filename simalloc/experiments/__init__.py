@@ -7,10 +7,13 @@ Modules::
     ab.py         A/B interleaved (A B A B ...), side tables, delta, report.md + PNG plots
     bench.py      N runs of one config; native allocator rows (simalloc.native)
     soak.py       one heap for a duration, per-epoch CSV, drift / CV / p1 tail
+    validate.py   Phase 54's full validation: 3 workloads x FAST / LEAN+FREE / LEAN+DONTNEED
+                  (validate_measure.py one run by ops or by time, validate_report.py the
+                  scorecard / report.md / plots, validate_cli.py the subcommand)
     explain.py    why LEAN did (not) retire anything (Phase 54's question)
     overrides.py  KEY=VALUE[,KEY=VALUE] overrides and config files, as the CLI takes them
 
-The command line (``simalloc run|bench|soak|ab|native|options``) is :mod:`simalloc.cli`.
+The command line (``simalloc run|bench|soak|ab|validate|native|options``) is :mod:`simalloc.cli`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .bench import BenchResult, collect_native, format_bench, run_bench
 from .explain import explain_lean
 from .metrics import RunResult, RunSpec, cv_pct, drift_pct, run_once
 from .soak import SoakResult, SoakSpec, format_soak, run_soak, write_csv
+from .validate import ValidateResult, ValidateSpec, run_validate
+from .validate_report import format_scorecard
 from .verdict import GO, NEUTRAL, NO_GO, Check, Criteria, Verdict, judge
 
 __all__ = [
@@ -27,4 +32,5 @@ __all__ = [
     "RunResult", "RunSpec", "SoakResult", "SoakSpec", "Verdict", "aggregate", "collect_native",
     "cv_pct", "delta", "drift_pct", "explain_lean", "format_bench", "format_soak", "format_table", "judge",
     "run_ab", "run_bench", "run_once", "run_soak", "write_csv", "write_report",
+    "ValidateResult", "ValidateSpec", "format_scorecard", "run_validate",
 ]

@@ -22,7 +22,7 @@ would report the forking Python process's peak, which Linux carries across ``exe
   ``MixedWorkload.op_stream()`` proves both run the identical sequence.
 * :func:`run_file`: the driver's ``file`` mode replays an op-stream file (raw int64 rows
   ``kind, slot, size``, :mod:`.opfile`) -- the file ``Heap.replay`` is fed from too (one
-  stream, two consumers); :mod:`.traced` is ``simalloc native --trace``.
+  stream, two consumers); ``simalloc native --trace`` is :mod:`simalloc.trace.native_trace`.
 
 Everything raises :class:`NativeUnavailable` (an :class:`~simalloc.errors.AllocatorError`) with
 a message saying what is missing, never a bare ``OSError``.

@@ -7,9 +7,9 @@ Format: raw little-endian int64 rows ``(kind, slot, size)`` -- the rows every wo
 there are travels beside the file (:class:`StreamFile`), as the driver's ``TIMED_FROM``.
 
 :func:`build_stream` writes one for a workload (``mixed``, ``churn``, ... : its untimed warm-up
-then its timed part, final drain included) or for a trace file any
-:func:`simalloc.trace.read_trace` format reads (no warm-up); :func:`read_opfile` reads the rows
-back (a read-only memory map), so the simulator replays the very bytes the driver replayed.
+then its timed part, final drain included), :func:`stream_file` for any rows (a trace read with
+:func:`simalloc.trace.read_trace`: no warm-up); :func:`read_opfile` reads the rows back, so the
+simulator replays the very bytes the driver replayed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, TraceError
 
-__all__ = ["ROW_BYTES", "StreamFile", "build_stream", "read_opfile", "write_opfile"]
+__all__ = ["ROW_BYTES", "StreamFile", "build_stream", "read_opfile", "stream_file", "write_opfile"]
 
 #: Bytes per row: three little-endian int64.
 ROW_BYTES = 24
@@ -62,7 +62,8 @@ def write_opfile(rows: np.ndarray, path: str | os.PathLike[str]) -> Path:
 
 
 def read_opfile(path: str | os.PathLike[str]) -> np.ndarray:
-    """The rows of a raw op-stream file as a read-only int64 ``(n, 3)`` array."""
+    """The rows of a raw op-stream file as an int64 ``(n, 3)`` array (a copy: the kernel's
+    batch loop wants a writable buffer)."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -72,33 +73,32 @@ def read_opfile(path: str | os.PathLike[str]) -> np.ndarray:
         raise TraceError(f"{p}: {size} bytes is not a whole number of {ROW_BYTES}-byte rows")
     if size == 0:
         return np.zeros((0, 3), dtype=np.int64)
-    return np.memmap(p, dtype=_DTYPE, mode="r").reshape(-1, 3)
+    return np.fromfile(p, dtype=_DTYPE).astype(np.int64, copy=False).reshape(-1, 3)
+
+
+def stream_file(name: str, rows: np.ndarray, directory: str | os.PathLike[str], *,
+                n_slots: int, warmup_ops: int = 0, describe: str = "") -> StreamFile:
+    """Write ``rows`` (warm-up first) as ``directory/NAME.ops`` and describe it."""
+    if not 0 <= warmup_ops <= len(rows):
+        raise ConfigError(f"warmup_ops={warmup_ops} must be in 0..{len(rows)}")
+    path = write_opfile(rows, Path(directory) / f"{Path(name).name}.ops")
+    return StreamFile(name, path, int(warmup_ops), len(rows) - int(warmup_ops), int(n_slots),
+                      describe or name)
 
 
 def build_stream(spec: str, directory: str | os.PathLike[str], *, ops: int, ws: int | None = None,
                  seed: int = 1, params: dict[str, Any] | None = None) -> StreamFile:
-    """Write the op-stream file for ``spec`` into ``directory``: a workload name (``ops``,
-    ``ws``, ``seed``, ``params`` as ``simalloc run`` takes them) or the path of a trace file
-    (memray, ``.rep``, mtrace, ltrace, ``.npz``; validated; the other arguments unused)."""
+    """Write the op-stream file of the workload ``spec`` (``ops``, ``ws``, ``seed``, ``params``
+    as ``simalloc run`` takes them) into ``directory``: its untimed warm-up, then its timed
+    part.  (A trace file becomes one with ``simalloc.trace.read_trace`` and
+    :func:`stream_file`.)"""
     from ..workloads import WORKLOADS, get_workload
 
-    d = Path(directory)
-    if spec in WORKLOADS:
-        w = get_workload(spec, ops=ops, ws=ws, seed=seed, **(params or {}))
-        warm = w.warmup_stream()
-        timed = w.op_stream()
-        path = write_opfile(np.concatenate([warm, timed]) if len(warm) else timed,
-                            d / f"{spec}.ops")
-        return StreamFile(spec, path, len(warm), len(timed), int(w.nslots), w.describe())
-    if not os.path.isfile(spec):
-        raise ConfigError(f"stream {spec!r}: neither a workload ({', '.join(WORKLOADS)}) nor "
-                          f"a trace file")
-    from ..trace.readers import read_trace
-
-    stream = read_trace(spec)
-    s = stream.summary()
-    path = write_opfile(stream.ops, d / (Path(spec).name + ".ops"))
-    return StreamFile(Path(spec).name, path, 0, len(stream), int(stream.n_slots),
-                      f"{stream.fmt} trace {spec}: {s['mallocs']:,} mallocs, {s['frees']:,} "
-                      f"frees, {s['reallocs']:,} reallocs, peak live payload "
-                      f"{s['peak_live_payload']:,} B")
+    if spec not in WORKLOADS:
+        raise ConfigError(f"unknown workload {spec!r}: expected one of {', '.join(WORKLOADS)}")
+    w = get_workload(spec, ops=ops, ws=ws, seed=seed, **(params or {}))
+    warm = w.warmup_stream()
+    timed = w.op_stream()
+    rows = np.concatenate([warm, timed]) if len(warm) else timed
+    return stream_file(spec, rows, directory, n_slots=int(w.nslots), warmup_ops=len(warm),
+                       describe=w.describe())

@@ -10,6 +10,8 @@
   JSON / CSV timelines, PNG and the comparison with real ``strace``;
 * :mod:`.verify` -- ``simalloc verify``: the OS layer's counters against the traced syscalls;
 * :mod:`.record` -- ``simalloc record``: memray capture -> op stream -> replay;
+* :mod:`.native_trace` -- ``simalloc native --trace``: real allocators traced on op-stream
+  files, beside the simalloc presets that model them;
 * :mod:`.cli` -- the four subcommands (``add_subcommands``).
 
 python-ptrace (GPL-2.0) and memray are optional: ``pip install 'simalloc[trace]'``.

@@ -8,6 +8,7 @@ churn      bursts that fill and empty whole superslabs over a steady set (``chur
 tiny-hot   hakmem's bench_tiny_hot: 100 x 64 B allocated, freed LIFO (``tiny_hot``)
 larson     larson-like random replacement in a full table (``larson``)
 mstress    mstress-like phases: allocate many, free most, some survive (``mstress``)
+trace      a recorded program's op stream from an ``.npz`` file, ``path=FILE`` (``trace``)
 =========  =================================================================================
 
 Usage::
@@ -37,16 +38,19 @@ from .churn import ChurnWorkload
 from .larson import LarsonWorkload
 from .mixed import MixedGen, MixedWorkload, mixed_ops, run_mixed, run_mixed_on
 from .mstress import MstressWorkload
+from .opstream import OpStream, load_npz
 from .tiny_hot import TinyHotWorkload
+from .trace import TraceWorkload
 
 __all__ = ["WORKLOADS", "ChurnWorkload", "LarsonWorkload", "MixedGen", "MixedWorkload",
-           "MstressWorkload", "TinyHotWorkload", "Workload", "XorshiftStream", "get_workload",
-           "mixed_ops", "run_mixed", "run_mixed_on", "xorshift32", "xorshift32_array"]
+           "MstressWorkload", "OpStream", "TinyHotWorkload", "TraceWorkload", "Workload",
+           "XorshiftStream", "get_workload", "load_npz", "mixed_ops", "run_mixed", "run_mixed_on",
+           "xorshift32", "xorshift32_array"]
 
 #: Workload name -> class (read-only).
 WORKLOADS: MappingProxyType[str, type[Workload]] = MappingProxyType({
     cls.name: cls for cls in (MixedWorkload, ChurnWorkload, TinyHotWorkload, LarsonWorkload,
-                              MstressWorkload)
+                              MstressWorkload, TraceWorkload)
 })
 
 
