@@ -262,6 +262,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("ab", parents=[kern], help="A/B with the Phase 54 verdict", epilog=_EXIT_AB,
                         formatter_class=raw)
     workload_args(sp, 200_000)
+    sp.add_argument("--trace", metavar="TRACE",
+                    help="A/B on a trace (memray, .rep, mtrace, ltrace, .npz): the workload becomes "
+                         "its op stream (workload trace; --ops defaults to the whole trace)")
     sp.add_argument("--a", action="append", metavar="KEY=VALUE[,...]",
                     help="side A overrides, merged into HAKMEM_SS_MEM_LEAN=0")
     sp.add_argument("--b", action="append", metavar="KEY=VALUE[,...]",
@@ -470,8 +473,14 @@ def _cmd_ab(args: argparse.Namespace) -> int:
     a = _side_overrides(args, "a", DEFAULT_A, base)
     b = _side_overrides(args, "b", DEFAULT_B, base)
     criteria = _criteria(args)
+    trace_params: dict[str, Any] = {}
+    if args.trace:
+        from .trace.replay import trace_workload_params
+
+        trace_params, n_trace = trace_workload_params(args.trace)
+        args.workload, args.ops = "trace", n_trace if args.ops is None else args.ops
     _resolve_ops(args, b)
-    params = _workload_params(args)
+    params = {**_workload_params(args), **trace_params}
     describe = _check_workload(args.workload, args.ops, args.ws, args.seed, params)
     if args.runs < 1 or args.epochs < 1 or args.ops < 1:
         raise ConfigError("--runs, --epochs and --ops must be >= 1")

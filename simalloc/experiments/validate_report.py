@@ -130,6 +130,7 @@ def format_scorecard(res: ValidateResult) -> str:
 
 
 _COLORS = {"fast": "tab:blue", "lean-free": "tab:orange", "lean-dontneed": "tab:green"}
+_WIDTHS = {"fast": 3.0, "lean-free": 1.8, "lean-dontneed": 1.0}
 
 
 def _plot(res: ValidateResult, outdir: Path) -> list[Path]:
@@ -152,7 +153,8 @@ def _plot(res: ValidateResult, outdir: Path) -> list[Path]:
                     if name == "resident":
                         ops = [0, *r.sample_ops]
                         kib = [b / 1024 for b in (r.resident_after_warmup_bytes, *r.sample_resident_bytes)]
-                        ax.plot(ops[:len(kib)], kib, color=_COLORS[p], alpha=0.8, label=lab, linewidth=1)
+                        ax.plot(ops[:len(kib)], kib, color=_COLORS[p], alpha=0.8, label=lab,
+                                linewidth=_WIDTHS[p])  # FAST widest: equal curves stay visible
                         if any(r.sample_lazyfree_bytes):
                             ax.plot(r.sample_ops, [b / 1024 for b in r.sample_lazyfree_bytes],
                                     color=_COLORS[p], alpha=0.6, linestyle=":", linewidth=1,
@@ -165,7 +167,7 @@ def _plot(res: ValidateResult, outdir: Path) -> list[Path]:
                                 color=_COLORS[p], alpha=0.8, label=lab, marker=".")
             ax.set_title(f"{WORKLOADS[wkey][2]}", fontsize="medium")
             ax.set_ylabel(ylabel)
-            ax.set_ylim(bottom=0)
+            ax.set_ylim(0, max(ax.get_ylim()[1], 1.0) * 1.15)  # flat curves off the frame
             ax.grid(True, alpha=0.3)
             ax.legend(loc="best", fontsize="small")
         axes[-1].set_xlabel("timed operations (0 = after the warm-up); dashed: exact peak; dotted: LazyFree"

@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import ConfigError
 from .opstream import OpStream
 
-__all__ = ["POLICY_PRESETS", "policy_overrides", "replay_stream"]
+__all__ = ["POLICY_PRESETS", "policy_overrides", "replay_stream", "trace_workload_params"]
 
 #: Policy names the trace commands accept (``--policy``), as config overrides.
 POLICY_PRESETS: dict[str, dict[str, str]] = {
@@ -186,3 +186,28 @@ def format_replay(stream: OpStream, results: list[tuple[str, dict[str, Any]]]) -
                          f"munmap {r['munmap_total']}, madvise: {adv}; resident at the payload "
                          f"peak {_mib(r['resident_at_peak_payload'])} MiB")
     return "\n".join(lines)
+
+
+def trace_workload_params(path: str) -> tuple[dict[str, Any], int]:
+    """``simalloc ab --trace TRACE``: the ``trace`` workload's parameters for any trace the
+    readers know, and its op count.  An op-stream ``.npz`` is used as it is; any other format
+    is read, validated and saved to a temporary ``.npz`` (removed when the process exits;
+    spawned ``--isolate`` runs read it meanwhile).  A bad trace is a ConfigError (exit 2)."""
+    import atexit
+    import os
+    import tempfile
+
+    from ..errors import TraceError
+    from .readers import detect_format, read_trace
+
+    try:
+        stream = read_trace(path)
+        if detect_format(path) == "npz":
+            return {"path": os.path.abspath(path)}, len(stream)
+        fd, tmp = tempfile.mkstemp(prefix="simalloc-trace-", suffix=".npz")
+        os.close(fd)
+        atexit.register(lambda: os.path.exists(tmp) and os.unlink(tmp))
+        stream.save(tmp)
+    except TraceError as exc:
+        raise ConfigError(f"--trace: {exc}") from exc
+    return {"path": tmp}, len(stream)

@@ -12,7 +12,7 @@ Parameters:
   (:func:`~.opstream.load_npz`: a bad file is a ``ConfigError`` naming the file and the op);
 * ``warmup_ops`` (0): the first rows of the stream run untimed, as the warm-up;
 * ``ops``: at most this many of the following rows are the timed part (the whole rest of the
-  stream when ``ops`` is at least that long);
+  stream when ``ops`` is at least that long; ``params["ops"]`` is then the number taken);
 * ``ws`` and ``seed`` do nothing (the stream is what it is).
 
 Slots: the stream's own (``nslots = n_slots``).  Final drain: every slot still live after the
@@ -80,6 +80,7 @@ class TraceWorkload(Workload):
         self._timed = stream.ops[warm:warm + self.ops]
         self._drain = drain_rows(live_after(stream.ops[:warm + len(self._timed)], stream.n_slots))
         self.nslots = max(int(stream.n_slots), 1)
+        self.ops = self.params["ops"] = len(self._timed)
         self.params["trace_ops"] = len(stream)
         self.params["format"] = stream.fmt
 
