@@ -129,9 +129,10 @@ def run_in_child(first: int, count: int, kernel: str, steps: int = 600,
                  timeout: float = 600) -> dict[str, Any]:
     """Run seeds ``first .. first+count-1`` in a fresh interpreter.  A crash (signal) is found
     by bisecting to the seed: ``crash_seed``.  Returns counts and the bad cases."""
-    code = ("import json, sys; sys.path.insert(0, %r); import corruption_harness as h; "
-            "[print(json.dumps(h.run_case(s, %r, %d)), flush=True) for s in range(%d, %d)]"
-            % (str(Path(__file__).parent), kernel, steps, first, first + count))
+    here = str(Path(__file__).parent)
+    code = (f"import json, sys; sys.path.insert(0, {here!r}); import corruption_harness as h; "
+            f"[print(json.dumps(h.run_case(s, {kernel!r}, {steps})), flush=True) "
+            f"for s in range({first}, {first + count})]")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

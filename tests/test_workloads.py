@@ -38,6 +38,10 @@ SMALL: dict[str, dict[str, Any]] = {
 }
 
 
+#: The seeded, synthetic workloads (``trace`` replays a file: tests/test_trace_workload.py).
+SYNTHETIC = [n for n in WORKLOADS if n != "trace"]
+
+
 def small(name: str, seed: int = 1, **extra: Any) -> Workload:
     return get_workload(name, seed=seed, **{**SMALL[name], **extra})
 
@@ -106,7 +110,7 @@ def test_toggle_kinds() -> None:
 
 # ---------------------------------------------------------------------------- registry
 def test_registry_names() -> None:
-    assert set(WORKLOADS) == {"mixed", "churn", "tiny-hot", "larson", "mstress"}
+    assert set(WORKLOADS) == {"mixed", "churn", "tiny-hot", "larson", "mstress", "trace"}
     for name, cls in WORKLOADS.items():
         assert cls.name == name and cls.__doc__ and cls.STRESSES
         assert issubclass(cls, Workload)
@@ -123,7 +127,7 @@ def test_get_workload_errors() -> None:
         get_workload("mixed", ops=10, seed=0)
 
 
-@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("name", SYNTHETIC)
 def test_describe_and_params(name: str) -> None:
     w = small(name)
     line = w.describe()
@@ -133,7 +137,7 @@ def test_describe_and_params(name: str) -> None:
 
 
 # ---------------------------------------------------------------------------- determinism
-@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("name", SYNTHETIC)
 def test_same_seed_same_stream(name: str) -> None:
     w = small(name, seed=5)
     a, b = w.op_stream(), small(name, seed=5).op_stream()
@@ -142,13 +146,13 @@ def test_same_seed_same_stream(name: str) -> None:
     assert np.array_equal(small(name, seed=5).warmup_stream(), small(name, seed=5).warmup_stream())
 
 
-@pytest.mark.parametrize("name", [n for n in WORKLOADS if n != "tiny-hot"])
+@pytest.mark.parametrize("name", [n for n in SYNTHETIC if n != "tiny-hot"])
 def test_different_seed_different_stream(name: str) -> None:
     a, b = small(name, seed=1).op_stream(), small(name, seed=2).op_stream()
     assert a.shape != b.shape or not np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("name", SYNTHETIC)
 def test_stream_is_consistent_and_drains(name: str) -> None:
     w = small(name)
     warm = w.warmup_stream()
@@ -289,7 +293,7 @@ def test_mixed_ws_4000_named_case() -> None:
 
 
 # ---------------------------------------------------------------------------- runner
-@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("name", SYNTHETIC)
 def test_runs_end_to_end_on_a_heap(name: str) -> None:
     w = small(name)
     with python_heap() as heap:

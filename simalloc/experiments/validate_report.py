@@ -119,7 +119,7 @@ def format_scorecard(res: ValidateResult) -> str:
         lines.append(f"  {WORKLOADS[wkey][2]:<14} " + (", ".join(got) if got else "(FAST only: nothing judged)"))
     if res.worst:
         lines.append(f"worst verdict: {res.worst}")
-    lines.append(f"wall time {res.seconds:.1f} s; runs file {res.out} ({res.measured} measured now"
+    lines.append(f"wall time {res.seconds:.1f} s (this invocation); runs file {res.out} ({res.measured} measured now"
                  + (f", {res.reused} reused" if res.reused else "") + ")")
     if res.added_baselines:
         lines.append(f"added as baselines: {', '.join(res.added_baselines)}")
@@ -183,7 +183,9 @@ def report_markdown(res: ValidateResult) -> str:
     """report.md: the scorecard in the style of the Phase 54 results document."""
     s = res.spec
     L = ["# Phase 54 full validation (simalloc validate)", ""]
-    L += ["## Summary", "", f"{_settings_line(res)}; wall time {res.seconds:.0f} s.", ""]
+    L += ["## Summary", "", f"{_settings_line(res)}; wall time {res.seconds:.0f} s"
+          + (f" (this invocation; {res.reused} run(s) reused from the runs file)" if res.reused else "")
+          + ". The runs of a workload are interleaved FAST, LEAN+FREE, LEAN+DONTNEED.", ""]
     L += ["| cell | peak KiB | mean KiB | final KiB | LazyFree KiB | ops/s mean | CV epochs | "
           "drift first->last | drift settled | syscalls/op | lean_decommit | lean_retire | verdict |",
           "|---|" + "---:|" * 12]

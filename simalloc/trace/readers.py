@@ -331,8 +331,8 @@ def read_ltrace(path: str | os.PathLike[str], *, strict: bool = True) -> OpStrea
             raise TraceError(f"{p}: line {n}: truncated record {body!r} (no ') = result')")
         _lt_event(ev, fn, res.group("args"), res.group("ret"), p, n, t, skipped)
     if pending:
-        (pid, fn), (_a, line) = min(pending.items(), key=lambda kv: kv[1][1])
-        raise TraceError(f"{p}: line {line}: {fn}() <unfinished ...> never resumed "
+        (_pid, fn), (_args, lineno) = min(pending.items(), key=lambda kv: kv[1][1])
+        raise TraceError(f"{p}: line {lineno}: {fn}() <unfinished ...> never resumed "
                          f"(truncated trace?)")
     return ev.to_stream(p, "ltrace", strict=strict, meta={"skipped": skipped})
 

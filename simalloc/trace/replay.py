@@ -26,6 +26,7 @@ the heap's clock is wall time (``Heap.clock()``), with no public way to advance 
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from collections.abc import Callable, Mapping
@@ -194,7 +195,6 @@ def trace_workload_params(path: str) -> tuple[dict[str, Any], int]:
     is read, validated and saved to a temporary ``.npz`` (removed when the process exits;
     spawned ``--isolate`` runs read it meanwhile).  A bad trace is a ConfigError (exit 2)."""
     import atexit
-    import os
     import tempfile
 
     from ..errors import TraceError
@@ -206,8 +206,15 @@ def trace_workload_params(path: str) -> tuple[dict[str, Any], int]:
             return {"path": os.path.abspath(path)}, len(stream)
         fd, tmp = tempfile.mkstemp(prefix="simalloc-trace-", suffix=".npz")
         os.close(fd)
-        atexit.register(lambda: os.path.exists(tmp) and os.unlink(tmp))
+        atexit.register(_remove, tmp)
         stream.save(tmp)
     except TraceError as exc:
         raise ConfigError(f"--trace: {exc}") from exc
     return {"path": tmp}, len(stream)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -79,10 +79,8 @@ def write_csv(tr: SyscallTrace, path: str | os.PathLike[str]) -> Path:
     for t, dt, pid, tid, name, args, res in tr.events:
         a = list(args) + [""] * (6 - len(args))
         advice = ADVICE_NAMES.get(args[2], str(args[2])) if name == "madvise" else ""
-        if name == "brk":
-            addr, length = a[0], ""
-        else:
-            addr, length = a[0], a[1]
+        addr: Any = a[0]
+        length: Any = "" if name == "brk" else a[1]
         rest = a[2:] if name != "madvise" else ["", "", "", ""]
         rows.append((t, "syscall", pid, tid, name, addr, length, advice, *rest[:4], res, dt, "", ""))
     for t, pid, v, an in tr.rss:

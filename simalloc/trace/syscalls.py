@@ -12,7 +12,7 @@ Made by the tracer (:mod:`.ptracer`), read by the reports (:mod:`.strace_report`
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +69,7 @@ class SyscallTrace:
         default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     rss: list[tuple[float, int, int, int]] = field(default_factory=list)
     markers: list[tuple[float, int, int]] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
