@@ -100,18 +100,9 @@ def _log(line: str) -> None:
 
 
 def _scalar(text: str) -> Any:
-    """A workload parameter value: int, float, None, bool or the string itself."""
-    low = text.strip().lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
+    from .experiments.overrides import parse_scalar  # lazy: the CLI starts without loading the experiments
+
+    return parse_scalar(text)
 
 
 def _workload_params(args: argparse.Namespace) -> dict[str, Any]:

@@ -48,7 +48,7 @@ import concurrent.futures
 import math
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -60,7 +60,7 @@ from ..oslayer import process_memory, reset_peak_rss
 from .explain import explain_lean
 
 __all__ = ["RunResult", "RunSpec", "cv_pct", "drift_pct", "drift_settled_pct", "finite",
-           "run_once"]
+           "read_resident_model", "run_once", "summarise"]
 
 T = TypeVar("T")
 
@@ -252,13 +252,7 @@ def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
                 res.epoch_resident_bytes.append(res.sample_resident_bytes[-1] if res.sample_resident_bytes else 0)
                 res.epoch_lazyfree_bytes.append(res.sample_lazyfree_bytes[-1] if res.sample_lazyfree_bytes else 0)
                 res.epoch_vm_rss_bytes.append(process_memory()["vm_rss_bytes"])
-            model = heap.resident()
-            res.peak_resident_bytes = int(model["resident_peak_bytes"])
-            res.mean_resident_bytes = float(model["resident_mean_ops_bytes"])
-            res.mean_resident_seconds_bytes = float(model["resident_mean_seconds_bytes"])
-            res.peak_lazyfree_bytes = lazy_peak
-            res.final_lazyfree_bytes = int(model["lazyfree_bytes"])
-            res.resident_pagemap_bytes = int(heap.residency()["resident_bytes"])
+            read_resident_model(res, heap, lazy_peak)
             st = heap.stats()
             res.syscalls = int(st["syscalls"]) - sys0
         except ConfigError:
@@ -266,36 +260,53 @@ def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
         except Exception as exc:  # a crash of the allocator under test is a result (NO-GO)
             res.error = f"{type(exc).__name__}: {exc}"
             st = _safe(heap.stats, {})
-        res.ops = sum(res.epoch_ops)
-        res.seconds = sum(res.epoch_seconds)
-        res.ops_per_s = res.ops / res.seconds if res.seconds > 0 else 0.0
-        res.epoch_cv_pct = cv_pct(res.epoch_ops_per_s)
-        rb = res.epoch_resident_bytes
-        if rb:
-            if not res.peak_resident_bytes:  # the run failed before the model was read
-                res.peak_resident_bytes = max(rb)
-                res.mean_resident_bytes = float(np.mean(rb))
-            res.final_resident_bytes = rb[-1]
-            res.drift_pct = drift_pct(rb)
-            res.drift_settled_pct = drift_settled_pct(rb)
-            res.drift_bytes = rb[-1] - rb[0]
-        res.syscalls_per_op = res.syscalls / res.ops if res.ops else 0.0
-        for key in ("lean_decommit", "lean_retire", "madvise_calls", "mmap_total", "munmap_total"):
-            setattr(res, key, int(st.get(key, 0)))
-        res.mapped_peak_bytes = int(st.get("mapped_peak_bytes", 0))
-        res.stats_line = _safe(heap.os_stats_line, "")
-        res.explain_lean = _safe(lambda: explain_lean(heap), "")
-        no_report: dict[str, int] = {}
-        res.empty_report = dict(_safe(heap.empty_report, no_report))
-        pm = process_memory()
-        res.process_peak_rss_bytes = pm["vm_hwm_bytes"]
-        res.process_rss_bytes = pm["vm_rss_bytes"]
+        summarise(res, heap, st)
     finally:
         try:
             heap.close()
         except Exception as exc:  # closing after a failure: record it, never mask the first error
             res.error = res.error or f"close failed: {type(exc).__name__}: {exc}"
     return res
+
+
+def read_resident_model(res: RunResult, heap: Heap, lazy_peak: int) -> None:
+    """The exact resident figures of the timed part, from the heap's page model (plus the
+    kernel's own pagemap figure at the end, as a cross-check)."""
+    model = heap.resident()
+    res.peak_resident_bytes = int(model["resident_peak_bytes"])
+    res.mean_resident_bytes = float(model["resident_mean_ops_bytes"])
+    res.mean_resident_seconds_bytes = float(model["resident_mean_seconds_bytes"])
+    res.peak_lazyfree_bytes = lazy_peak
+    res.final_lazyfree_bytes = int(model["lazyfree_bytes"])
+    res.resident_pagemap_bytes = int(heap.residency()["resident_bytes"])
+
+
+def summarise(res: RunResult, heap: Heap, st: Mapping[str, Any]) -> None:
+    """A run's summary figures from its epochs, the heap's counters ``st`` and the process."""
+    res.ops = sum(res.epoch_ops)
+    res.seconds = sum(res.epoch_seconds)
+    res.ops_per_s = res.ops / res.seconds if res.seconds > 0 else 0.0
+    res.epoch_cv_pct = cv_pct(res.epoch_ops_per_s)
+    rb = res.epoch_resident_bytes
+    if rb:
+        if not res.peak_resident_bytes:  # the run failed before the model was read
+            res.peak_resident_bytes = max(rb)
+            res.mean_resident_bytes = float(np.mean(rb))
+        res.final_resident_bytes = rb[-1]
+        res.drift_pct = drift_pct(rb)
+        res.drift_settled_pct = drift_settled_pct(rb)
+        res.drift_bytes = rb[-1] - rb[0]
+    res.syscalls_per_op = res.syscalls / res.ops if res.ops else 0.0
+    for key in ("lean_decommit", "lean_retire", "madvise_calls", "mmap_total", "munmap_total"):
+        setattr(res, key, int(st.get(key, 0)))
+    res.mapped_peak_bytes = int(st.get("mapped_peak_bytes", 0))
+    res.stats_line = _safe(heap.os_stats_line, "")
+    res.explain_lean = _safe(lambda: explain_lean(heap), "")
+    no_report: dict[str, int] = {}
+    res.empty_report = dict(_safe(heap.empty_report, no_report))
+    pm = process_memory()
+    res.process_peak_rss_bytes = pm["vm_hwm_bytes"]
+    res.process_rss_bytes = pm["vm_rss_bytes"]
 
 
 def _measure_child(spec: RunSpec) -> dict[str, Any]:

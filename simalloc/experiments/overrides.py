@@ -16,8 +16,23 @@ from typing import Any
 from ..errors import ConfigError
 from ..options import OPTIONS, Config
 
-__all__ = ["format_overrides", "merge_overrides", "option_name", "parse_assignments",
+__all__ = ["format_overrides", "merge_overrides", "option_name", "parse_assignments", "parse_scalar",
            "read_config_file", "validate_overrides"]
+
+
+def parse_scalar(text: str) -> Any:
+    """A workload parameter value from the command line: int, float, None, bool or the string."""
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
 
 
 def option_name(key: str) -> str:

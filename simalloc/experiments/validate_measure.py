@@ -35,8 +35,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..heap import Heap
 from ..oslayer import process_memory, reset_peak_rss
-from .explain import explain_lean
-from .metrics import RunResult, RunSpec, cv_pct, drift_pct, drift_settled_pct, run_once
+from .metrics import RunResult, RunSpec, read_resident_model, run_once, summarise
 
 __all__ = ["PIECES_PER_EPOCH", "Job", "measure"]
 
@@ -193,13 +192,7 @@ def _measure_timed(job: Job, progress: bool = True) -> RunResult:
                 bar.update(1)
                 bar.set_postfix_str(f"{rate:,.0f} ops/s, {res.sample_resident_bytes[-1] >> 10} KiB")
             pieces.close()
-            model = heap.resident()
-            res.peak_resident_bytes = int(model["resident_peak_bytes"])
-            res.mean_resident_bytes = float(model["resident_mean_ops_bytes"])
-            res.mean_resident_seconds_bytes = float(model["resident_mean_seconds_bytes"])
-            res.peak_lazyfree_bytes = lazy_peak
-            res.final_lazyfree_bytes = int(model["lazyfree_bytes"])
-            res.resident_pagemap_bytes = int(heap.residency()["resident_bytes"])
+            read_resident_model(res, heap, lazy_peak)
             st = heap.stats()
             res.syscalls = int(st["syscalls"]) - sys0
         except ConfigError:
@@ -207,7 +200,7 @@ def _measure_timed(job: Job, progress: bool = True) -> RunResult:
         except Exception as exc:  # the allocator under test failed: a result (NO-GO)
             res.error = f"{type(exc).__name__}: {exc}"
             st = _safe(heap.stats, {})
-        _summarise(res, heap, st)
+        summarise(res, heap, st)
     finally:
         bar.close()
         try:
@@ -215,30 +208,3 @@ def _measure_timed(job: Job, progress: bool = True) -> RunResult:
         except Exception as exc:
             res.error = res.error or f"close failed: {type(exc).__name__}: {exc}"
     return res
-
-
-def _summarise(res: RunResult, heap: Heap, st: Mapping[str, Any]) -> None:
-    """The run's summary figures, as :func:`~.metrics.run_once` derives them."""
-    res.ops = sum(res.epoch_ops)
-    res.seconds = sum(res.epoch_seconds)
-    res.ops_per_s = res.ops / res.seconds if res.seconds > 0 else 0.0
-    res.epoch_cv_pct = cv_pct(res.epoch_ops_per_s)
-    rb = res.epoch_resident_bytes
-    if rb:
-        if not res.peak_resident_bytes:  # failed before the model was read
-            res.peak_resident_bytes = max(rb)
-            res.mean_resident_bytes = float(np.mean(rb))
-        res.final_resident_bytes = rb[-1]
-        res.drift_pct = drift_pct(rb)
-        res.drift_settled_pct = drift_settled_pct(rb)
-        res.drift_bytes = rb[-1] - rb[0]
-    res.syscalls_per_op = res.syscalls / res.ops if res.ops else 0.0
-    for key in ("lean_decommit", "lean_retire", "madvise_calls", "mmap_total", "munmap_total"):
-        setattr(res, key, int(st.get(key, 0)))
-    res.mapped_peak_bytes = int(st.get("mapped_peak_bytes", 0))
-    res.stats_line = _safe(heap.os_stats_line, "")
-    res.explain_lean = _safe(lambda: explain_lean(heap), "")
-    res.empty_report = dict(_safe(heap.empty_report, {}))
-    pm = process_memory()
-    res.process_peak_rss_bytes = pm["vm_hwm_bytes"]
-    res.process_rss_bytes = pm["vm_rss_bytes"]
