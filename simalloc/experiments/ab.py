@@ -487,14 +487,21 @@ def report_markdown(res: AbResult) -> str:
           f"- A: {a.get('explain_lean')}", f"- B: {b.get('explain_lean')}", ""]
     L += ["## OS stats (last run of each side)", "", "```",
           f"A {a.get('stats_line')}", f"B {b.get('stats_line')}", "```", ""]
-    if res.failed_runs:
-        L += ["## Failed runs (the experiment is incomplete)", ""] + [f"- {e}" for e in res.failed_runs] + [""]
-    L += ["## Plots", "", "![heap resident bytes over time](resident.png)", "",
+    L += report_tail(res.failed_runs, "experiment", res.kernel)
+    return "\n".join(L)
+
+
+def report_tail(failed_runs: list[str], what: str, kernel: str, extra: str = "") -> list[str]:
+    """The end of a markdown report: failed runs, the two plots, the machine note."""
+    L: list[str] = []
+    if failed_runs:
+        L += [f"## Failed runs (the {what} is incomplete)", ""] + [f"- {e}" for e in failed_runs] + [""]
+    L += ["## Plots", "", "![heap resident bytes over the timed operations](resident.png)", "",
           "![throughput per epoch](throughput.png)", ""]
     m = _machine()
     L += ["## Machine note", "", f"{MACHINE_NOTE}. Python {m['python']}, {m['platform']}, "
-          f"{m['cpus']} CPUs, kernel `{res.kernel}`.", ""]
-    return "\n".join(L)
+          f"{m['cpus']} CPUs, kernel `{kernel}`.{extra}", ""]
+    return L
 
 
 def write_report(res: AbResult, outdir: str | Path) -> list[Path]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .ab import MACHINE_NOTE, _criterion, _machine, require_matplotlib
+from .ab import _criterion, report_tail, require_matplotlib
 from .overrides import format_overrides, merge_overrides
 from .validate import BASELINE, POLICIES, WORKLOADS, cell_title, split_cell
 from .verdict import GO, NO_GO
@@ -224,13 +224,7 @@ def report_markdown(res: ValidateResult) -> str:
             L += [""] + [f"- {r}" for r in v.reasons] + [f"- note: {n}" for n in v.notes] + [""]
         L += ["Why lean_retire is what it is:", ""]
         L += [f"- {POLICIES[split_cell(c)[1]][0]}: {res.tables[c].get('explain_lean')}" for c in cells] + [""]
-    if res.failed_runs:
-        L += ["## Failed runs (the validation is incomplete)", ""] + [f"- {e}" for e in res.failed_runs] + [""]
-    L += ["## Plots", "", "![heap resident bytes over the timed operations](resident.png)", "",
-          "![throughput per epoch](throughput.png)", ""]
-    m = _machine()
-    L += ["## Machine note", "", f"{MACHINE_NOTE}. Python {m['python']}, {m['platform']}, "
-          f"{m['cpus']} CPUs, kernel `{res.kernel}`. Runs file: `{res.out}`.", ""]
+    L += report_tail(res.failed_runs, "validation", res.kernel, f" Runs file: `{res.out}`.")
     return "\n".join(L)
 
 
