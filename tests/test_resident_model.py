@@ -21,6 +21,14 @@ POLICIES = {
     "lean-all-unmap": {"mem_lean": True, "mem_lean_decommit": "DONTNEED", "mem_lean_target_mb": 0,
                        "lean_range": "all", "lean_retire": "unmap"},
     "slab-purge": {"policy": "slab-purge"},
+    "glibc-trim": {"policy": "glibc-trim"},
+    "jemalloc-decay": {"policy": "jemalloc-decay"},
+    "mimalloc-purge": {"policy": "mimalloc-purge"},
+    "gperftools-scavenge": {"policy": "gperftools-scavenge"},
+    "obmalloc": {"policy": "obmalloc"},
+    "prefault-touch": {"ss_prefault": 2},
+    "prefault-populate": {"ss_prefault": 1},
+    "mid-tier": {"tiny_max_size": 1023, "mid_tier": True},
 }
 
 
@@ -38,7 +46,7 @@ def test_model_equals_pagemap_at_random_points(make_heap, policy):
     rng = random.Random(hash(policy) & 0xFFFF)
     live: list[int] = []
     _agree(heap)
-    for step in range(6000):
+    for step in range(4000):
         if live and (rng.random() < 0.48 or len(live) > 3000):
             heap.free(live.pop(rng.randrange(len(live))))
         else:
