@@ -1,40 +1,31 @@
 """The hot path: ONE source for both kernels (Cython "pure Python mode").
 
-This file is the algorithm.  Imported as ``simalloc._kernel_py`` it runs as ordinary Python
-(``KERNEL_NAME == "python"``: step through it in pdb; it needs neither Cython nor a compiler).
-At build time ``setup.py`` copies it to ``kernels/_kernel.py`` and Cython compiles that copy to
-``simalloc._kernel`` (``KERNEL_NAME == "cython"``) with the C types of ``kernels/_kernel.pxd``
-(an *augmenting* .pxd: typed attributes, ``cpdef`` signatures and ``@cython.locals``).  The
-two kernels therefore cannot drift apart; the parity tests still feed both the same streams.
+Imported as ``simalloc._kernel_py`` this file runs as ordinary Python (``KERNEL_NAME ==
+"python"``: step through it in pdb; no Cython or compiler needed).  ``setup.py`` copies it to
+``kernels/_kernel.py`` and Cython compiles the copy to ``simalloc._kernel`` (``"cython"``) with
+the C types of ``kernels/_kernel.pxd`` (an augmenting .pxd: typed attributes, ``cpdef``
+signatures, ``@cython.locals``), so the two kernels cannot drift apart (the parity tests still
+feed both the same streams).  It works over flat storage: superslab headers and slab meta
+records inside the mappings (``constants``); free lists threaded through the freed blocks (u32
+superslab offsets); per-heap numpy tables (superslab bases, the address registry, the per-class
+front caches of handles ``index << 32 | offset``, the current slab of each class, counters).
 
-Everything a single malloc or free touches in the common case lives here, over flat storage:
-
-* the superslab header and slab meta records *inside the mappings* (see ``constants``);
-* free lists threaded through the freed blocks themselves (u32 superslab offsets);
-* per-heap numpy tables: superslab bases, the address registry (open addressing), the per-class
-  front caches (handles ``index << 32 | offset``), the current slab of each class, counters.
-
-Plain Python and C differ only in ``if cython.compiled`` branches: how the bytes of a superslab
-are reached (:meth:`Kernel._w8` / :meth:`Kernel._w32`: a memoryview of the mapping in Python, a
-pointer ``ss_base[idx]`` in C), the first-byte store of a fresh tiny block
-(:meth:`Kernel._store_tiny_byte`), and where the layout constants come from: Python imports
-them from ``constants``; C has them compiled in (``setup.py`` generates them from the same
-file, as C constants: as typed globals they cost ~8% on Mixed).
+Plain Python and C differ only in ``if cython.compiled`` branches: how a superslab's bytes are
+reached (:meth:`Kernel._w8` / :meth:`Kernel._w32`: a memoryview in Python, a pointer in C), the
+first-byte store of a fresh tiny block, the secure mode's junk fill (:meth:`Kernel._junk`), and
+where the layout constants come from (C has them compiled in: as typed globals they cost ~8%).
 
 Rules for editing (the code must mean the same as Python and as C): name every number from
-``constants`` (a new one goes into the import block; a value the running system decides, like
-PAGE_SHIFT, is imported unconditionally and typed in the .pxd); keep integers in C range (no
-``or`` on numbers, no literals above 2**31 in C expressions, ``idx`` wide enough for ``<< 32``);
-do not alias numpy views into locals in per-operation methods (in C each alias costs a reference
-count); give every new local of a hot method a C type in the .pxd (``cython -a`` shows what is
-left).
+``constants`` (a value the running system decides, like PAGE_SHIFT, is imported unconditionally
+and typed in the .pxd); keep integers in C range (no ``or`` on numbers, no literals above 2**31
+in C expressions, no negative indexes); do not alias numpy views into locals in per-operation
+methods; type every new local of a hot method in the .pxd (``cython -a`` shows what is left).
+Every value read from heap memory is checked before it is used as an index or an address.
 
-When the hot path cannot proceed it calls the slow path (a :class:`simalloc.kernel.SlowPath`,
-the heap), written in ordinary Python: a class whose current slab is exhausted
-(``refill_slow``), a slab that became empty or partial (``slab_empty`` / ``slab_partial`` ->
-the release policy), a large request, a pointer that fails a check (``free_error`` diagnoses and
-raises), and the policy clock (``tick``).  Set a breakpoint in any of those to watch a decision
-happen::
+When the hot path cannot proceed it calls the slow path (:class:`simalloc.kernel.SlowPath`, the
+heap, ordinary Python): ``refill_slow``, ``slab_empty`` / ``slab_partial`` (-> the release
+policy), large requests, ``free_error`` / ``corrupt_*`` (diagnose and raise), ``tick``.  Set a
+breakpoint in any of those to watch a decision happen::
 
     SIMALLOC_KERNEL=python python -m pdb -c "b simalloc/policy.py:LeanPolicy.on_superslab_empty" ...
 """
@@ -54,51 +45,16 @@ except ImportError:  # Cython is a build requirement only; uncompiled code just 
     cython = SimpleNamespace(compiled=False)
 
 if not cython.compiled:  # compiled, these are C constants generated from constants.py (setup.py)
-    from .constants import (
-        ALLOC_TAG,
-        BLOCK_HEADER,
-        C_DRAINS,
-        C_LAZY,
-        C_LIVE,
-        C_NEXT_TICK,
-        C_OPS,
-        C_REFILLS,
-        C_RES,
-        C_RES_LAST_NS,
-        C_RES_LAST_OPS,
-        C_RES_NS_AREA,
-        C_RES_OPS_AREA,
-        C_RES_PEAK,
-        C_RES_SINCE_NS,
-        C_RES_SINCE_OPS,
-        C_SLOW,
-        FREE_TAG,
-        H_ACTIVE_SLABS,
-        H_MAGIC,
-        H_TOTAL_ACTIVE,
-        M_CAPACITY,
-        M_CARVED,
-        M_CLASS,
-        M_DATA,
-        M_FREELIST,
-        M_STATE,
-        M_STRIDE,
-        M_USED,
-        N_COUNTERS,
-        NEXT_LINK_OFFSET,
-        NUM_CLASSES,
-        OP_FREE,
-        OP_MALLOC,
-        PAGE_LAZY,
-        PAGE_RESIDENT,
-        PAGE_UNTOUCHED,
-        SLAB_ACTIVE,
-        SLAB_LG,
-        SLAB_META_WORDS,
-        SS_MAGIC,
-        SS_META_WORD,
+    # (in isort's order, wrapped by hand: one name per line would make this block 50 lines)
+    from .constants import (  # noqa: I001
+        ALLOC_TAG, BLOCK_HEADER, C_DEFERRED, C_DRAINS, C_LAZY, C_LIVE, C_NEXT_TICK, C_OPS, C_REFILLS, C_RES,
+        C_RES_LAST_NS, C_RES_LAST_OPS, C_RES_NS_AREA, C_RES_OPS_AREA, C_RES_PEAK, C_RES_SINCE_NS,
+        C_RES_SINCE_OPS, C_SLOW, C_TICK_DUE, FREE_JUNK, FREE_TAG, H_ACTIVE_SLABS, H_MAGIC, H_TOTAL_ACTIVE, M_CAPACITY,
+        M_CARVED, M_CLASS, M_DATA, M_FREELIST, M_STATE, M_STRIDE, M_USED, N_COUNTERS, NEXT_LINK_OFFSET,
+        NUM_CLASSES, OP_FREE, OP_MALLOC, PAGE_LAZY, PAGE_RESIDENT, PAGE_UNTOUCHED, SECURE_LINK_SHIFT,
+        SLAB_ACTIVE, SLAB_LG, SLAB_META_WORDS, SS_MAGIC, SS_META_WORD,
     )
-from .constants import PAGE_SHIFT  # the running system's page size: a value at run time
+from .constants import PAGE_SHIFT, header_bytes  # the page size: a value at run time
 from .errors import TraceError
 
 if TYPE_CHECKING:
@@ -122,16 +78,26 @@ def _mv(arr: Any, fmt: str, shape: list[int] | None = None) -> Any:
 class Kernel:
     """Hot-path state and operations of one heap.
 
-    Constructed by the heap with its slow path ``slow`` and geometry; owns the flat tables."""
+    Constructed by the heap with its slow path ``slow`` and geometry; owns the flat tables.
+    ``secure`` turns on the hardened mode (links encoded with ``link_key``, junk-filled blocks)."""
 
     name = KERNEL_NAME
 
     def __init__(self, slow: SlowPath, lg: int, max_superslabs: int, front_cap: int,
                  refill_batch: int, drain_batch: int, lut: np.ndarray, strides: tuple[int, ...],
-                 tick_interval: int) -> None:
+                 tick_interval: int, secure: bool = False, link_key: int = 0) -> None:
         self.slow = slow
         self.lg = lg
         self.ss_mask = (1 << lg) - 1
+        self.hdr = header_bytes(lg)  # slab 0's data start (slab s > 0: s << SLAB_LG)
+        self.nslabs = 1 << (lg - SLAB_LG)
+        self.ss_blocks = (1 << lg) // strides[0]  # more blocks than a superslab can count
+        self.secure = 1 if secure else 0
+        self.link_key = link_key % (1 << 32) if secure else 0
+        self.link_mix = (1 << 32) - 1 if secure else 0
+        self.junk_word = int.from_bytes(bytes([FREE_JUNK]) * 8, "little")
+        self._junk_bytes = bytes([FREE_JUNK]) * max(strides)  # (no negative indexes: wraparound is off)
+        self.applied = 0  # rows done by the last apply() (also when it raised)
         self.front_cap = front_cap
         self.refill_batch = refill_batch
         self.drain_batch = drain_batch
@@ -151,9 +117,10 @@ class Kernel:
         self.cur_ss = np.full(NUM_CLASSES, -1, dtype=np.int32)
         self.cur_slab = np.full(NUM_CLASSES, -1, dtype=np.int32)
         self.counters = np.zeros(N_COUNTERS, dtype=np.int64)
-        self.counters[C_NEXT_TICK] = tick_interval if tick_interval > 0 else 2**62
+        self.counters[C_NEXT_TICK] = self.counters[C_TICK_DUE] = tick_interval if tick_interval > 0 else 2**62
         self.lut = np.ascontiguousarray(lut, dtype=np.int8)
         self.strides = np.asarray(strides, dtype=np.int32)
+        self._str = _mv(self.strides, "i")
         # --- the hot path's views of the same storage (Python: memoryviews; C: typed views)
         self._base = _mv(self.ss_base, "Q")
         self._rk = _mv(self.reg_key, "Q")
@@ -196,6 +163,31 @@ class Kernel:
         else:
             self.write_byte(addr, value)
         return 0
+
+    def _junk(self, idx: int, off: int, stride: int, fill: int) -> int:
+        """Secure mode: with ``fill`` write FREE_JUNK over the user bytes of the free block at
+        ``off`` (its page is already written: the resident model does not change); else return
+        1 if bytes 1..3 and 8.. still hold it (4..7 hold the free-list link), 0 if not."""
+        if cython.compiled:  # bytes 1..3, then whole u64 words (blocks are 8-aligned)
+            p = cython.cast(cython.p_uchar, self._w8(idx)) + off
+            q = cython.cast(cython.p_ulonglong, p)
+            for i in range(BLOCK_HEADER, NEXT_LINK_OFFSET):
+                if fill:
+                    p[i] = FREE_JUNK
+                elif p[i] != FREE_JUNK:
+                    return 0
+            for i in range(1, stride >> 3):
+                if fill:
+                    q[i] = self.junk_word
+                elif q[i] != self.junk_word:
+                    return 0
+            return 1
+        v, j, a = self._w8(idx), self._junk_bytes, NEXT_LINK_OFFSET + 4
+        if fill:
+            v[off + BLOCK_HEADER:off + stride] = j[:stride - BLOCK_HEADER]
+            return 1
+        return int(v[off + BLOCK_HEADER:off + NEXT_LINK_OFFSET] == j[:NEXT_LINK_OFFSET - BLOCK_HEADER]
+                   and v[off + a:off + stride] == j[:stride - a])
 
     def attach(self, idx: int, base: int, window: memoryview) -> None:
         """Make superslab ``idx`` (window at ``base``) visible to the hot path."""
@@ -319,7 +311,7 @@ class Kernel:
     # ------------------------------------------------------------------ allocation
     def alloc_fast(self, cls: int) -> int:
         """Pop a block of class ``cls`` from its front cache (refilling it if empty); returns
-        the user address."""
+        the user address.  Nothing runs after the hand-out: an exception never loses a block."""
         n = self._fcn[cls]
         if n == 0:
             self.refill(cls)
@@ -330,18 +322,19 @@ class Kernel:
         idx = h >> 32
         off = h - (idx << 32)
         w8 = self._w8(idx)
-        if w8[off] != FREE_TAG | cls:
+        if w8[off] != FREE_TAG | cls or (self.secure and not self._junk(idx, off, self._str[cls], 0)):
             self._fcn[cls] = n + 1
             self.slow.corrupt_block(idx, off, "front cache")
         w8[off] = ALLOC_TAG | cls
         self._ctr[C_LIVE] += 1
         self._ctr[C_OPS] += 1
-        if self._ctr[C_OPS] >= self._ctr[C_NEXT_TICK]:
-            self._tick()
         return self._base[idx] + off + BLOCK_HEADER
 
     def malloc(self, size: int) -> int:
-        """Size -> class (LUT) -> :meth:`alloc_fast`; large sizes go to the slow path."""
+        """Size -> class (LUT) -> :meth:`alloc_fast`; large sizes go to the slow path.  A due
+        policy tick runs first, before the operation changes anything."""
+        if self._ctr[C_OPS] >= self._ctr[C_NEXT_TICK]:
+            self._tick()
         if 0 <= size <= self.tiny_max:
             return self.alloc_fast(self._lut[size])
         return self.slow.malloc_large(size)
@@ -349,7 +342,8 @@ class Kernel:
     def refill(self, cls: int) -> None:
         """Move up to ``refill_batch`` blocks of the current slab (its free list first, then
         fresh carving) into the front cache; ask the slow path for a new current slab when the
-        current one is exhausted."""
+        current one is exhausted.  Every value read from the slab's memory is checked before it
+        is used as an index or an address (``corrupt_meta`` / ``corrupt_block`` raise)."""
         got = 0
         want = min(self.refill_batch, self.front_cap)
         if want == 0:
@@ -367,29 +361,51 @@ class Kernel:
             w32 = self._w32(idx)
             w8 = self._w8(idx)
             m = SS_META_WORD + slab * SLAB_META_WORDS
+            data = w32[m + M_DATA]  # the slab's record, checked once per refill: exact geometry
+            stride = w32[m + M_STRIDE]
+            cap = w32[m + M_CAPACITY]
+            carved = w32[m + M_CARVED]
+            if (w32[m + M_CLASS] != cls or w32[m + M_STATE] != SLAB_ACTIVE or stride != self._str[cls]
+                    or data != (slab << SLAB_LG if slab else self.hdr)
+                    or cap != (((slab + 1) << SLAB_LG) - data) // stride or carved > cap):
+                self._fcn[cls] = got
+                self.slow.corrupt_meta(idx, slab, "refill")
             while got < want:
+                used = w32[m + M_USED]
                 head = w32[m + M_FREELIST]
+                total = w32[H_TOTAL_ACTIVE]
+                if total >= self.ss_blocks or (used == 0 and w32[H_ACTIVE_SLABS] >= self.nslabs):
+                    self._fcn[cls] = got
+                    self.slow.corrupt_meta(idx, slab, "superslab counts")
                 if head:
-                    if head > self.ss_mask or w8[head] != FREE_TAG | cls:
+                    # a link must name a carved block of this slab, tagged free, and the counts
+                    # must say a block is free (a cycle runs out of them)
+                    if (head < data or head - data >= carved * stride or (head - data) & (stride - 1)
+                            or used >= carved or w8[head] != FREE_TAG | cls):
                         self._fcn[cls] = got
                         self.slow.corrupt_block(idx, head, "free list")
-                    w32[m + M_FREELIST] = w32[(head + NEXT_LINK_OFFSET) >> 2]
+                    w32[m + M_FREELIST] = (w32[(head + NEXT_LINK_OFFSET) >> 2] ^ self.link_key
+                                           ^ ((head << SECURE_LINK_SHIFT) & self.link_mix))
                     off = head
                 else:
-                    carved = w32[m + M_CARVED]
-                    if carved >= w32[m + M_CAPACITY]:
+                    if carved >= cap:
                         break
-                    off = w32[m + M_DATA] + carved * w32[m + M_STRIDE]
-                    w32[m + M_CARVED] = carved + 1
+                    if used != carved:  # free blocks, but none listed: a link was cut
+                        self._fcn[cls] = got
+                        self.slow.corrupt_meta(idx, slab, "free list")
+                    off = data + carved * stride
+                    carved += 1
+                    w32[m + M_CARVED] = carved
                     w8[off] = FREE_TAG | cls
+                    if self.secure:
+                        self._junk(idx, off, stride, 1)
                     pi = idx * self.pps + (off >> PAGE_SHIFT)
                     if self._ps[pi] != PAGE_RESIDENT:  # the first block written in this page
                         self._touch_page(pi)
-                used = w32[m + M_USED] + 1
-                w32[m + M_USED] = used
-                if used == 1:
+                w32[m + M_USED] = used + 1
+                if used == 0:
                     w32[H_ACTIVE_SLABS] += 1
-                w32[H_TOTAL_ACTIVE] += 1
+                w32[H_TOTAL_ACTIVE] = total + 1
                 self._fc[cls, got] = (idx << 32) | off
                 got += 1
             if got < want:
@@ -399,13 +415,17 @@ class Kernel:
 
     # ------------------------------------------------------------------ free
     def free_fast(self, addr: int) -> None:
-        """Validate ``addr`` (registry, magic, slab state, block boundary, header byte) and push
-        it on its class's front cache (draining the cache first if it is full)."""
+        """Validate ``addr`` (registry, magic, the slab's record, block boundary, header byte)
+        and push it on its class's front cache (draining the cache first if it is full).  A due
+        policy tick runs first."""
+        if self._ctr[C_OPS] >= self._ctr[C_NEXT_TICK]:
+            self._tick()
         self._free_fast(addr)
 
     def _free_fast(self, addr: int) -> int:
-        """:meth:`free_fast`; returns 0 (in C an int return is an error flag, cheaper to check
-        than a ``void`` function's)."""
+        """:meth:`free_fast` without the tick; returns 0 (an int is a cheaper error flag than
+        ``void``).  The free takes effect (``C_OPS``) after every check and callback that can
+        refuse it; only a direct free's (``front_cap`` 0) slab-empty event follows it."""
         idx = self.lookup(addr)
         if idx < 0:
             self.slow.free_slow(addr)
@@ -416,36 +436,43 @@ class Kernel:
         if w32[H_MAGIC] != SS_MAGIC or off < 0:
             self.slow.free_error(addr)
             return 0
-        m = SS_META_WORD + (off >> SLAB_LG) * SLAB_META_WORDS
-        rel = off - w32[m + M_DATA]
-        stride = w32[m + M_STRIDE]
-        cls = w32[m + M_CLASS]
-        if (w32[m + M_STATE] != SLAB_ACTIVE or rel < 0 or rel & (stride - 1)
-                or rel >= w32[m + M_CARVED] * stride or w8[off] != ALLOC_TAG | cls):
+        slab = off >> SLAB_LG
+        m = SS_META_WORD + slab * SLAB_META_WORDS
+        cls = w32[m + M_CLASS]  # memory: checked before it indexes (stride and data start are the
+        carved = w32[m + M_CARVED]  # kernel's own geometry; stride 0 refuses every block below)
+        stride = self._str[cls] if cls < NUM_CLASSES else 0
+        data = slab << SLAB_LG if slab else self.hdr
+        if (w32[m + M_STATE] != SLAB_ACTIVE or off < data or (off - data) & (stride - 1)
+                or off - data >= carved * stride or w8[off] != ALLOC_TAG | cls):
             self.slow.free_error(addr)
             return 0
-        self._ctr[C_OPS] += 1
+        if not self.front_cap:
+            return self._return_block(cls, idx, off, -1)
         n = self._fcn[cls]
         if n >= self.front_cap:
-            # drain first, while this block is still live: slow-path callbacks during the
-            # drain (debug check(), policies) must not see it half freed
+            # drain first, while this block is still live: callbacks during the drain must not
+            # see it half freed, and an exception from one leaves it live
             self.drain(cls, self.drain_batch)
             n = self._fcn[cls]
         w8[off] = FREE_TAG | cls
+        if self.secure:
+            self._junk(idx, off, stride, 1)
         self._ctr[C_LIVE] -= 1
-        if self.front_cap:
-            self._fc[cls, n] = (idx << 32) | off
-            self._fcn[cls] = n + 1
-        else:
-            self._return_block(cls, idx, off)
-        if self._ctr[C_OPS] >= self._ctr[C_NEXT_TICK]:
-            self._tick()
+        self._ctr[C_OPS] += 1
+        self._fc[cls, n] = (idx << 32) | off
+        self._fcn[cls] = n + 1
         return 0
 
     def _tick(self) -> None:
-        """Every ``tick_interval`` operations: let the slow path run the policy clock."""
-        self._ctr[C_NEXT_TICK] = self._ctr[C_OPS] + self.tick_interval
-        self.slow.tick()
+        """At an operation's start once ``C_OPS`` reaches ``C_NEXT_TICK``: deliver signals held
+        since (an operation boundary: a handler may raise), then the policy clock if it is due."""
+        if self._ctr[C_DEFERRED]:
+            self.slow.op_boundary()  # puts C_NEXT_TICK back to C_TICK_DUE once released
+        if self._ctr[C_OPS] >= self._ctr[C_TICK_DUE]:
+            self._ctr[C_TICK_DUE] = self._ctr[C_OPS] + self.tick_interval
+            if not self._ctr[C_DEFERRED]:
+                self._ctr[C_NEXT_TICK] = self._ctr[C_TICK_DUE]
+            self.slow.tick()
 
     def drain(self, cls: int, count: int) -> None:
         """Return the ``count`` oldest front-cache blocks of ``cls`` (the bottom of the stack)
@@ -463,9 +490,8 @@ class Kernel:
         for i in range(count):
             top = n - 1 - i
             h = self._fc[cls, top]
-            self._fcn[cls] = top
             idx = h >> 32
-            self._return_block(cls, idx, h - (idx << 32))
+            self._return_block(cls, idx, h - (idx << 32), top)
 
     def _reverse(self, cls: int, lo: int, hi: int) -> None:
         """Reverse front-cache entries ``lo..hi-1`` of class ``cls`` in place."""
@@ -477,33 +503,41 @@ class Kernel:
             lo += 1
             hi -= 1
 
-    def return_block(self, cls: int, idx: int, off: int) -> None:
-        """Push a free block onto its slab's free list; report slab-partial (a quarter free) and
-        slab-empty (``used == 0``) to the slow path."""
-        self._return_block(cls, idx, off)
-
-    def _return_block(self, cls: int, idx: int, off: int) -> int:
-        """:meth:`return_block`; returns 0 (see :meth:`_free_fast`)."""
+    def _return_block(self, cls: int, idx: int, off: int, top: int) -> int:
+        """Push block ``off`` (class ``cls``) on its slab's free list, from the front cache (whose
+        count becomes ``top``) or, ``top`` -1, freed directly.  Slab-partial is reported before
+        the block moves, slab-empty (``used == 0``) after; counts cannot underflow.  Returns 0."""
         w32 = self._w32(idx)
         slab = off >> SLAB_LG
         m = SS_META_WORD + slab * SLAB_META_WORDS
-        w32[(off + NEXT_LINK_OFFSET) >> 2] = w32[m + M_FREELIST]
+        used = w32[m + M_USED]
+        if used == 0 or w32[H_TOTAL_ACTIVE] == 0 or (used == 1 and w32[H_ACTIVE_SLABS] == 0):
+            self.slow.corrupt_meta(idx, slab, "block return")
+        used -= 1
+        cap = w32[m + M_CAPACITY]
+        quarter = cap >> 2
+        if quarter == 0:
+            quarter = 1
+        # a full, unbound slab becomes "partial" once a quarter of it is free again, so a refill
+        # from it is worth the slow-path call (one event per slab per cycle)
+        if used and used == cap - quarter and (self._cs[cls] != idx or self._cl[cls] != slab):
+            self.slow.slab_partial(idx, slab)
+        if top >= 0:
+            self._fcn[cls] = top
+        else:
+            self._w8(idx)[off] = FREE_TAG | cls
+            if self.secure:
+                self._junk(idx, off, self._str[cls], 1)
+            self._ctr[C_LIVE] -= 1
+            self._ctr[C_OPS] += 1
+        w32[(off + NEXT_LINK_OFFSET) >> 2] = (w32[m + M_FREELIST] ^ self.link_key
+                                              ^ ((off << SECURE_LINK_SHIFT) & self.link_mix))
         w32[m + M_FREELIST] = off
-        used = w32[m + M_USED] - 1
         w32[m + M_USED] = used
         w32[H_TOTAL_ACTIVE] -= 1
         if used == 0:
             w32[H_ACTIVE_SLABS] -= 1
             self.slow.slab_empty(idx, slab)
-        else:
-            # a full, unbound slab becomes "partial" once a quarter of it is free again, so a
-            # refill from it is worth the slow-path call (one event per slab per cycle)
-            cap = w32[m + M_CAPACITY]
-            quarter = cap >> 2
-            if quarter == 0:
-                quarter = 1
-            if used == cap - quarter and (self._cs[cls] != idx or self._cl[cls] != slab):
-                self.slow.slab_partial(idx, slab)
         return 0
 
     def flush(self) -> None:
@@ -523,51 +557,64 @@ class Kernel:
             self._w8(idx)[addr & self.ss_mask] = value & 0xFF
 
     # ------------------------------------------------------------------ batch entry points
-    def apply(self, ops: np.ndarray, slots: np.ndarray) -> None:
+    def apply(self, ops: np.ndarray, slots: np.ndarray) -> int:
         """Replay an operation stream: ``ops`` is C-contiguous int64 ``(n, 3)`` rows ``(kind,
         slot, size)``; ``slots`` (C-contiguous uint64) holds the live address of each slot
         (0 = empty) and is updated in place.  A malloc writes ``size & 0xFF`` as the block's
         first byte (bench_random_mixed writes one byte too); other kinds go to the slow path's
-        ``apply_other``."""
+        ``apply_other``.  Returns the rows applied.  A row is atomic: its slot changes when its
+        op takes effect (``C_OPS`` moves); ticks and held signals (:meth:`_tick`) run between
+        rows.  If anything raises, the batch stops at a row boundary: ``self.applied`` rows are
+        done (a free whose event callback raised after it took effect counts, its slot 0)."""
         n = len(ops)
+        self.applied = 0
         if n == 0:
-            return
+            return 0
         o = _mv(ops, "q", [n, 3])
         sl = _mv(slots, "Q")
         nslots = len(slots)
-        for i in range(n):
-            kind = o[i, 0]
-            slot = o[i, 1]
-            size = o[i, 2]
-            if slot < 0 or slot >= nslots:
-                raise TraceError(f"slot {slot} out of range 0..{nslots - 1}")
-            if kind == OP_MALLOC:
-                if sl[slot]:
-                    raise TraceError(f"malloc into occupied slot {slot}")
-                if 0 <= size <= self.tiny_max:  # malloc(), its tiny path inlined
-                    p = self.alloc_fast(self._lut[size])
-                    self._store_tiny_byte(p, size)
-                else:  # large: the slow path, and write_byte (the page model sees the page)
-                    p = self.slow.malloc_large(size)
-                    self.write_byte(p, size)
-                sl[slot] = p
-            elif kind == OP_FREE:
-                p = sl[slot]
-                if not p:
-                    raise TraceError(f"free of empty slot {slot}")
-                self._free_fast(p)
-                sl[slot] = 0
-            else:
-                sl[slot] = self.slow.apply_other(kind, sl[slot], size)
+        done = slot = kind = ops0 = 0
+        try:
+            for i in range(n):
+                ops0 = self._ctr[C_OPS]
+                kind, slot, size = o[i, 0], o[i, 1], o[i, 2]
+                if slot < 0 or slot >= nslots:
+                    raise TraceError(f"slot {slot} out of range 0..{nslots - 1}")
+                if ops0 >= self._ctr[C_NEXT_TICK]:
+                    self._tick()
+                if kind == OP_MALLOC:
+                    if sl[slot]:
+                        raise TraceError(f"malloc into occupied slot {slot}")
+                    if 0 <= size <= self.tiny_max:  # malloc(), its tiny path inlined
+                        p = self.alloc_fast(self._lut[size])
+                        self._store_tiny_byte(p, size)
+                        sl[slot] = p
+                    else:  # large: the slow path, and write_byte (the page model sees the page)
+                        p = self.slow.malloc_large(size)
+                        sl[slot] = p
+                        self.write_byte(p, size)
+                elif kind == OP_FREE:
+                    p = sl[slot]
+                    if not p:
+                        raise TraceError(f"free of empty slot {slot}")
+                    self._free_fast(p)
+                    sl[slot] = 0
+                else:
+                    sl[slot] = self.slow.apply_other(kind, sl[slot], size)
+                done = i + 1
+        finally:
+            if done < n and self._ctr[C_OPS] != ops0 and (kind == OP_MALLOC or kind == OP_FREE):
+                if kind == OP_FREE:  # the free took effect, then an event callback raised
+                    sl[slot] = 0
+                done += 1
+            self.applied = done
+        return done
 
     def drain_slots(self, slots: np.ndarray) -> int:
-        """Free every non-empty slot in index order (the benchmark's final drain)."""
-        sl = _mv(slots, "Q")
-        freed = 0
-        for i in range(len(slots)):
-            p = sl[i]
-            if p:
-                self._free_fast(p)
-                sl[i] = 0
-                freed += 1
-        return freed
+        """Free every non-empty slot in index order (the benchmark's final drain) as
+        :meth:`apply` rows: a slot is cleared exactly when its free takes effect."""
+        nz = np.flatnonzero(slots)
+        ops = np.zeros((len(nz), 3), dtype=np.int64)
+        ops[:, 0] = OP_FREE
+        ops[:, 1] = nz
+        return self.apply(ops, slots)

@@ -95,7 +95,8 @@ def check_state(st: HeapState) -> None:
             continue
         n_active += 1
         assert idx not in st.lru
-        lv, _used = ss.check({s: n for (i, s), n in fc.items() if i == idx})
+        lv, _used = ss.check({s: n for (i, s), n in fc.items() if i == idx}, True,
+                             int(kern.link_key), int(kern.link_mix))
         live += lv
         has_unused = _check_slab_lists(st, idx, bound)
         assert has_unused == (idx in st.has_unused), f"superslab {idx} has_unused mismatch"

@@ -108,7 +108,7 @@ C_LIVE = 1  # live tiny blocks (handed to the user)
 C_REFILLS = 2  # front-cache refills from the current slab
 C_DRAINS = 3  # front-cache drains back to slabs
 C_SLOW = 4  # calls into the slow path (refill_slow)
-C_NEXT_TICK = 5  # operation count at which the next policy tick is due
+C_NEXT_TICK = 5  # operation count at which the kernel stops for the slow path (tick due, signals held)
 # The resident-page model (simalloc/pages.py): the heap's own resident pages, kept exactly.
 C_RES = 6  # resident pages of the heap's own mappings (superslabs, Mid regions, large blocks)
 C_LAZY = 7  # of those, pages given back with MADV_FREE and not written since (LazyFree)
@@ -119,10 +119,20 @@ C_RES_LAST_OPS = 11  # operation count at the last change (or reset)
 C_RES_LAST_NS = 12  # monotonic ns at the last change (or reset)
 C_RES_SINCE_OPS = 13  # operation count at the last reset
 C_RES_SINCE_NS = 14  # monotonic ns at the last reset
-N_COUNTERS = 16  # slots reserved (unused ones stay 0)
+C_DEFERRED = 15  # 1 while signals are held (oslayer/signals.py); C_NEXT_TICK is 0 meanwhile
+C_TICK_DUE = 16  # operation count at which the policy clock is due (C_NEXT_TICK when nothing is held)
+N_COUNTERS = 24  # slots reserved (unused ones stay 0)
 KERNEL_COUNTER_NAMES = ("ops", "live", "refills", "drains", "slow_refills", "next_tick", "resident_pages",
                         "lazy_pages", "resident_peak_pages", "resident_ops_area", "resident_ns_area",
-                        "resident_last_ops", "resident_last_ns", "resident_since_ops", "resident_since_ns")
+                        "resident_last_ops", "resident_last_ns", "resident_since_ops", "resident_since_ns",
+                        "signals_deferred", "tick_due")
+
+# Hardened ("secure") mode, modelled on mimalloc's secure mode and jemalloc's junk filling.
+#: A free-list link is stored as ``next ^ key ^ (block_offset << SECURE_LINK_SHIFT)`` (u32; the
+#: shift puts a superslab offset, < 2**21, in the high bits), so a stray write decodes to garbage.
+SECURE_LINK_SHIFT = 11
+#: Byte written over a freed block's user bytes and checked when the block is handed out again.
+FREE_JUNK = 0x5A
 
 # Page states of the resident-page model (one byte per OS page of each superslab).
 PAGE_UNTOUCHED = 0  # never written since mapped or given back (not resident)
@@ -192,6 +202,7 @@ assert list(CLASS_STRIDES) == sorted(CLASS_STRIDES), "strides ascend"
 assert CLASS_STRIDES[0] >= NEXT_LINK_OFFSET + 4, "a free block must hold its next-link"
 assert SLAB_SIZE // CLASS_STRIDES[0] < 1 << 16, "block counts fit u16 (hakmem's meta)"
 assert NUM_CLASSES <= 16 and ALLOC_TAG & 0x0F == 0 and FREE_TAG & 0x0F == 0
+assert max(SS_LG_CHOICES) + SECURE_LINK_SHIFT <= 32, "an encoded link's offset term fits u32"
 
 # ---- Pool/Mid tier (simalloc/mid.py; hakmem-design.md s2: 8/16/32 KB classes) ---------------
 #: Mid block sizes (headerless: the user pointer is the block start; the class lives in the

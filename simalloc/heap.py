@@ -12,72 +12,40 @@ Layers, each with one job (only the bottom one makes syscalls)::
     OSLayer                          mmap / madvise / munmap, counted          oslayer/
 
 Threading contract: a heap serves one call at a time.  Every public method takes the heap's
-lock without waiting; a second call that arrives while one is inside (another thread, or a
+gate without waiting; a second call that arrives while one is inside (another thread, or a
 signal handler that interrupted a call) raises :class:`~simalloc.errors.ConcurrentUseError`
 before it changes anything.  ``close()`` arriving that way is deferred: the running call
 closes the heap when it returns.  Share a heap between threads behind your own lock.
+Asynchronous signals (``KeyboardInterrupt``) are held while the heap changes state in Python
+and delivered at the next operation boundary (``guard.py``, ``oslayer/signals.py``).
 """
 
 from __future__ import annotations
 
-import functools
+import secrets
 import sys
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from . import constants as K
 from . import reports
 from .checker import check_state
-from .errors import (
-    ConcurrentUseError,
-    HeapClosedError,
-    HeapCorruptionError,
-    InvalidPointerError,
-    InvalidSizeError,
-    TraceError,
-)
+from .errors import HeapClosedError, HeapCorruptionError, InvalidPointerError, InvalidSizeError
+from .guard import busy, held, open_call
 from .kernel import load_kernel
 from .large import LargeBlocks
 from .options import Config
 from .oslayer import OSLayer
+from .oslayer.signals import SignalDeferral
 from .pages import PageModel
 from .policy import Clock, PolicyContext, ReleasePolicy, make_policy
 from .registry import Registry
 from .slowpath import HeapSlowPath
 from .state import HeapState, KernelLike
-from .validate import check_pointer, check_size, check_slots
+from .validate import check_pointer, check_size
 
 __all__ = ["Clock", "Heap", "PolicyContext"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _busy() -> ConcurrentUseError:
-    return ConcurrentUseError("heap is busy: another call is inside it (a second thread, or a "
-                              "signal handler interrupting a call); a heap serves one call at a time")
-
-
-def _open(method: F) -> F:
-    """The entry of every public method: refuse a closed heap (HeapClosedError) and a busy one
-    (ConcurrentUseError), hold the heap's lock for the call, run a deferred close after it."""
-
-    @functools.wraps(method)
-    def wrapper(self: Heap, *args: Any, **kwargs: Any) -> Any:
-        if self._closed:
-            raise HeapClosedError("heap is closed")
-        if not self._lock.acquire(False):
-            raise _busy()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._lock.release()
-            if self._close_pending:
-                self.close()
-
-    return wrapper  # type: ignore[return-value]
 
 
 class Heap:
@@ -92,7 +60,7 @@ class Heap:
     def __init__(self, config: Config | None = None, *, policy: ReleasePolicy | str | None = None,
                  os: OSLayer | None = None, **overrides: Any) -> None:
         self._closed = True  # until fully built: a failed __init__ leaves nothing to close
-        self._lock = threading.Lock()
+        self._gate = [None]  # one token: the heap serves one call at a time (guard.py)
         self._close_pending = False
         if isinstance(policy, str):  # Heap(policy="lean") names the option, not an instance
             overrides["policy"], policy = policy, None
@@ -116,8 +84,9 @@ class Heap:
         self.kernel: KernelLike = kmod.Kernel(
             self._slow, st.lg, config.max_superslabs, config.front_cache_cap,
             config.front_refill_batch, config.front_drain_batch, lut, K.CLASS_STRIDES,
-            config.tick_interval_ops)
+            config.tick_interval_ops, config.secure, secrets.randbits(32))
         st.kernel = self.kernel
+        st.sig = self._sig = SignalDeferral(self.kernel.counters, always=kmod.KERNEL_NAME == "python")
         st.registry = Registry(self.kernel, st.lg)
         st.pages = PageModel(self.kernel)
         self.os.observer = st.pages.observe
@@ -146,16 +115,25 @@ class Heap:
             raise HeapClosedError("heap is closed")
         if type(size) is not int or size < 0 or size > K.MAX_REQUEST:
             size = check_size(size)
-        if not self._lock.acquire(False):
-            raise _busy()
+        try:  # guard.open_call's steps, inlined (the per-call hot path)
+            del self._gate[0]
+        except IndexError:
+            raise busy() from None
+        sig = self._sig
         try:
+            if sig.always:
+                sig.hold()
             p: int = self.kernel.malloc(size)
             if self._check_every_op:
                 self._check()
         finally:
-            self._lock.release()
-            if self._close_pending:
-                self.close()
+            try:
+                if sig.held:
+                    sig.release()
+            finally:
+                self._gate.append(None)
+                if self._close_pending:
+                    self.close()
         return p
 
     def free(self, ptr: int) -> None:
@@ -166,18 +144,27 @@ class Heap:
             ptr = check_pointer(ptr)
             if not ptr:
                 return
-        if not self._lock.acquire(False):
-            raise _busy()
         try:
+            del self._gate[0]
+        except IndexError:
+            raise busy() from None
+        sig = self._sig
+        try:
+            if sig.always:
+                sig.hold()
             self.kernel.free_fast(ptr)
             if self._check_every_op:
                 self._check()
         finally:
-            self._lock.release()
-            if self._close_pending:
-                self.close()
+            try:
+                if sig.held:
+                    sig.release()
+            finally:
+                self._gate.append(None)
+                if self._close_pending:
+                    self.close()
 
-    @_open
+    @held
     def calloc(self, n: int, size: int) -> int:
         """Allocate ``n * size`` zeroed bytes (overflow of the product raises InvalidSizeError)."""
         n, size = check_size(n, "n"), check_size(size)
@@ -186,7 +173,7 @@ class Heap:
             raise InvalidSizeError(f"calloc({n}, {size}): {total} bytes overflows the request limit")
         return self._slow.calloc(total)
 
-    @_open
+    @held
     def realloc(self, ptr: int, size: int) -> int:
         """Resize the block at ``ptr``: same block if the size still fits its class, else a new
         block with the old bytes copied.  ``realloc(0, n)`` = malloc; ``realloc(p, 0)`` frees
@@ -198,12 +185,12 @@ class Heap:
             self._check()
         return new
 
-    @_open
+    @open_call
     def usable_size(self, ptr: int) -> int:
         """Bytes usable at ``ptr`` (class stride minus header; the mapped size for large)."""
         return self._slow.usable_size(self._nonnull(ptr))
 
-    @_open
+    @open_call
     def view(self, ptr: int) -> memoryview:
         """A writable memoryview of the live block's bytes (``usable_size(ptr)`` long).
 
@@ -218,13 +205,13 @@ class Heap:
             raise InvalidPointerError("NULL pointer")
         return p
 
-    @_open
+    @held
     def trim(self) -> None:
         """Flush the front caches back to their slabs (malloc_trim-like): lets slabs and
         superslabs that only front-cache blocks kept alive become empty and meet the policy."""
         self._slow.flush()
 
-    @_open
+    @held
     def force_reclaim(self) -> int:
         """Make the kernel reclaim lazily freed pages now (MADV_PAGEOUT on cached superslabs
         and decommitted slabs), as memory pressure eventually would.  Shows what MADV_FREE
@@ -235,25 +222,27 @@ class Heap:
         """Operations applied and seconds since the heap opened."""
         return self._st.clock()
 
-    @_open
+    @held
     def tick(self) -> None:
         """Advance the policy clock by hand (the hot path does this every tick_interval ops)."""
         self._slow.maintain()
 
     # ------------------------------------------------------------------ batch API
-    @_open
-    def replay(self, ops: np.ndarray, slots: np.ndarray) -> None:
-        """Apply an operation stream (int64 rows ``kind, slot, size``; see
-        :mod:`simalloc.workloads`) with ``slots`` (uint64 addresses, updated in place)."""
-        ops = np.ascontiguousarray(ops, dtype=np.int64)
-        if ops.ndim != 2 or ops.shape[1] != 3:
-            raise TraceError(f"ops must have shape (n, 3), got {ops.shape}")
-        self.kernel.apply(ops, check_slots(slots))
+    @open_call
+    def replay(self, ops: np.ndarray, slots: np.ndarray) -> int:
+        """Apply an operation stream (integer rows ``kind, slot, size``, shape ``(n, 3)``; a
+        float or object array raises TraceError; see :mod:`simalloc.workloads`) with ``slots``
+        (uint64 addresses, updated in place); returns the rows applied.  Each row is atomic and
+        a batch stops at a row boundary: if anything raises (a policy, the OS, a corrupted
+        heap, ``KeyboardInterrupt``), the exception's ``ops_applied`` counts the rows that took
+        effect and the slots say exactly which blocks are live (``heap.check()`` passes)."""
+        return self._slow.replay(ops, slots)
 
-    @_open
+    @open_call
     def drain_slots(self, slots: np.ndarray) -> int:
-        """Free every occupied slot in index order; returns how many were freed."""
-        return int(self.kernel.drain_slots(check_slots(slots)))
+        """Free every occupied slot in index order; returns how many were freed.  A slot is
+        cleared when its block is freed, so after an exception the slots are still true."""
+        return self._slow.drain_slots(slots)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -262,13 +251,21 @@ class Heap:
         until that call returns."""
         if self._closed:
             return
-        if not self._lock.acquire(False):
+        try:
+            del self._gate[0]
+        except IndexError:
             self._close_pending = True
             return
-        self._close_pending = False
-        self._closed = True
-        self._lock.release()
-        self._slow.close()
+        try:
+            self._sig.hold()
+            self._close_pending = False
+            self._closed = True
+            self._slow.close()
+        finally:
+            try:
+                self._sig.release()
+            finally:
+                self._gate.append(None)
         if self.config.os_stats:  # hakmem prints it once, at exit, after everything is unmapped
             print(reports.os_stats_line(self._st), file=sys.stderr)
 
@@ -297,7 +294,7 @@ class Heap:
         return f"<simalloc.Heap kernel={self.kernel_name} policy={self.policy.describe()} {state}>"
 
     # ================================================================== observation
-    @_open
+    @open_call
     def stats(self) -> dict[str, Any]:
         """Counters and gauges (see ``simalloc.reports.STAT_FIELDS`` for every key)."""
         return reports.stats(self._st)
@@ -306,35 +303,35 @@ class Heap:
         """hakmem's one-shot ``[SS_OS_STATS]`` line (plus simalloc's lean counters)."""
         return reports.os_stats_line(self._st)
 
-    @_open
+    @open_call
     def residency(self) -> dict[str, int]:
         """Resident bytes of the heap's own mappings (pagemap), LazyFree (smaps), and the
         process's VmRSS/VmHWM (which include the interpreter)."""
         return reports.residency(self._st)
 
-    @_open
+    @open_call
     def resident(self) -> dict[str, float]:
         """The resident-page model (cheap, exact; simalloc/pages.py): the heap's own resident
         and LazyFree bytes now, the exact peak and the ops- and seconds-weighted means since
         :meth:`reset_resident_stats` (or since the heap opened)."""
         return self._st.pages.figures()
 
-    @_open
+    @held
     def reset_resident_stats(self) -> None:
         """Start a new measurement phase: peak = now, means from now (e.g. after a warm-up)."""
         self._st.pages.reset()
 
-    @_open
+    @open_call
     def memory_report(self) -> dict[str, int]:
         """The mapped bytes split into parts that add up exactly to ``mapped_bytes``."""
         return reports.memory_report(self._st)
 
-    @_open
+    @open_call
     def empty_report(self) -> dict[str, int]:
         """Why a superslab was (not) released (see ``simalloc.reports.empty_report``)."""
         return reports.empty_report(self._st)
 
-    @_open
+    @open_call
     def check(self) -> None:
         """Walk every invariant (slab and superslab state machines, free lists, front caches,
         LRU, registry, accounting).  Raises HeapCorruptionError on the first violation."""

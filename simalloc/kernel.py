@@ -26,7 +26,10 @@ class SlowPath(Protocol):
     """What the hot path calls when it cannot proceed (the heap implements it).
 
     Exactly these callbacks, each entered from the kernel (``Kernel(slow, ...)``); every one may
-    raise, and the error propagates out of the kernel call that triggered it."""
+    raise, and the error propagates out of the kernel call that triggered it.  The kernel calls
+    each at a point where an exception leaves its own state whole: before the operation takes
+    effect, except ``slab_empty`` after a direct free (``front_cache_cap`` 0) and
+    ``write_byte_slow`` after a replayed large malloc (the op is done; ``apply`` counts it)."""
 
     def refill_slow(self, cls: int) -> None:
         """Class ``cls`` has no current slab with blocks left: bind one (``Kernel.bind``)."""
@@ -44,8 +47,13 @@ class SlowPath(Protocol):
         """``free(addr)`` rejected by the hot path's checks: diagnose and raise."""
 
     def corrupt_block(self, idx: int, off: int, where: str) -> None:
-        """A free block's header byte was overwritten (``where``: front cache / free list):
-        raise."""
+        """A block the hot path was about to use fails its checks (``where``: "free list": a
+        link outside its slab's carved blocks, off a boundary or at a block not tagged free;
+        "front cache": a free block's header or junk fill overwritten): raise."""
+
+    def corrupt_meta(self, idx: int, slab: int, where: str) -> None:
+        """A slab meta record (class, state, stride, data start, capacity, carved, used) or a
+        superslab header count read by the hot path is impossible: raise."""
 
     def malloc_large(self, size: int) -> int:
         """Allocate ``size`` bytes beyond the tiny classes; returns the user address."""
@@ -58,7 +66,11 @@ class SlowPath(Protocol):
         slot's current address ``cur``; returns the slot's new address."""
 
     def tick(self) -> None:
-        """Every ``tick_interval`` operations: the policy clock."""
+        """Every ``tick_interval`` operations (at the start of the next one): the policy clock."""
+
+    def op_boundary(self) -> None:
+        """Between two operations, ``counters[C_DEFERRED]`` says signals are held: deliver
+        them (their handlers may raise: a batch stops at this row boundary)."""
 
 
 def _import_cython() -> ModuleType | None:

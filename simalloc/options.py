@@ -271,6 +271,8 @@ OPTIONS: tuple[Option, ...] = (
            (), minimum=0, maximum=_MAX_TICK_OPS),
     Option("debug", 0, "int", "0 off; 1 cheap checks; 2 check() after every slow-path event; 3 check() after every op",
            (), minimum=0, maximum=3),
+    Option("secure", False, "bool", "hardened mode (mimalloc's secure mode): free-list links encoded with a per-heap "
+           "key, freed blocks junk-filled and checked on reuse (README: what it catches, its cost)", ()),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -342,6 +344,7 @@ class Config:
     kernel: str = "auto"
     tick_interval_ops: int = 65536
     debug: int = 0
+    secure: bool = False
 
     # ------------------------------------------------------------------ constructors
     @classmethod

@@ -12,7 +12,9 @@ slab_empty        a slab's ``used`` fell to 0: list it EMPTY, tell the policy; m
 slab_partial      a full, unbound slab got a quarter of its blocks back: list it partial
 free_slow         a pointer outside every superslab: a large or Mid block, or an error
 free_error        a pointer the hot path rejected: diagnose and raise
-corrupt_block     a free-list or front-cache block does not carry the free tag: raise
+corrupt_block     a free-list or front-cache block fails its checks (tag, link bounds, junk)
+corrupt_meta      a slab record or superslab count read by the hot path is impossible: raise
+op_boundary       between two operations while signals are held: deliver them (oslayer/signals)
 malloc_large      a request above the tiny limit: the Mid tier (mid.py, up to 32 KiB, option
                   mid_tier) or a large block (large.py, its own mmap)
 write_byte_slow   a replayed first-byte write to a large or Mid block
@@ -47,11 +49,17 @@ or mmap) -> ACTIVE -> release guard -> :meth:`superslab_empty` asks the policy -
 
 Exceptions (a policy that raises, an OS call that fails, KeyboardInterrupt) never leave a
 superslab half-released: a failed decision falls back to *keep*, then the error propagates.
+Each state-changing callback holds asynchronous signals on entry (``st.sig.hold()``), so a
+``KeyboardInterrupt`` can only land at its first bytecode (nothing changed yet) or at the
+operation boundary where the kernel or the heap releases them; the kernel calls every callback
+at a point where an exception leaves its own state whole (see ``_kernel_py.py``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from . import constants as K
 from .checker import check_state
@@ -65,7 +73,7 @@ from .lifecycle import SuperslabLife
 from .mid import mid_class
 from .policy import PolicyContext, SlabEvent
 from .superslab import Superslab
-from .validate import check_size
+from .validate import check_ops, check_size, check_slots
 from .warmpool import HOW_EMPTY, HOW_PARTIAL, HOW_REUSE, HOW_UNUSED, pop_with_room, prefill
 
 if TYPE_CHECKING:
@@ -93,6 +101,7 @@ class HeapSlowPath:
         """Bind a new current slab for ``cls``: Stage W, then the shared pool's stages 0.5 / 1 /
         partial / 2 / 3 (module docstring); a warm-pool miss prefills the pool."""
         st = self.st
+        st.sig.hold()
         self.maintain()
         key = self._from_warm_pool(cls) if st.warm else None
         miss = key is None and bool(st.warm)
@@ -178,6 +187,7 @@ class HeapSlowPath:
     def slab_empty(self, idx: int, slab: int) -> None:
         """The hot path saw a slab's ``used`` drop to 0."""
         st = self.st
+        st.sig.hold()
         ss = st.superslab(idx)
         cls = ss.slab_class(slab)
         current = st.is_current(cls, idx, slab)
@@ -187,20 +197,36 @@ class HeapSlowPath:
             ss.set_meta(slab, K.M_STATE, K.SLAB_EMPTY)
             st.empty[cls].add((idx, slab))
         if ss.h(K.H_TOTAL_ACTIVE) == 0:
+            self._release_guard(ss)
             self.life.superslab_empty(ss)
         elif not current:
             c = st.clock()
             st.policy.on_slab_empty(self.ctx, SlabEvent(idx, slab, cls, c.ops, c.seconds))
         self._debug_check()
 
+    def _release_guard(self, ss: Superslab) -> None:
+        """The header says no block of ``ss`` is in use: confirm it from the slab records and
+        the front caches before the superslab may be released (a header count that was
+        overwritten must not release live blocks)."""
+        kern = self.st.kernel
+        used = sum(ss.meta(s, K.M_USED) for s in range(self.st.nslabs))
+        cached = sum(int(np.count_nonzero(kern.fc[c, :kern.fc_count[c]] >> 32 == ss.idx))
+                     for c in range(K.NUM_CLASSES))
+        if used or cached or ss.h(K.H_ACTIVE_SLABS):
+            raise HeapCorruptionError(
+                f"superslab {ss.idx}: header says no block is in use, but its slabs count {used}, the "
+                f"front caches hold {cached} and active_slabs is {ss.h(K.H_ACTIVE_SLABS)}: header overwritten")
+
     def slab_partial(self, idx: int, slab: int) -> None:
         """A full, non-current slab got a quarter of its blocks back."""
         st = self.st
+        st.sig.hold()
         st.partial[st.superslab(idx).slab_class(slab)].add((idx, slab))
 
     def free_slow(self, addr: int) -> None:
         """A pointer outside every superslab: a large or Mid block, or an error."""
         st = self.st
+        st.sig.hold()
         if addr in st.large:
             st.large.free(addr)
             st.counters["large_frees"] += 1
@@ -217,17 +243,42 @@ class HeapSlowPath:
         raise HeapCorruptionError(f"free({addr:#x}): rejected by the hot path but looks valid")
 
     def corrupt_block(self, idx: int, off: int, where: str) -> None:
+        """A block the hot path was about to use fails its checks: a free-list link outside its
+        slab's carved blocks, off a block boundary or at a block not tagged free; or a free
+        block whose header or (secure mode) junk fill was overwritten."""
         ss = self.st.superslabs[idx] if 0 <= idx < len(self.st.superslabs) else None
         got = ss.w8[off] if ss is not None and 0 <= off < ss.size else -1
+        if where == "free list":
+            raise HeapCorruptionError(
+                f"free list of superslab {idx} slab {off >> K.SLAB_LG} names offset {off:#x} (header "
+                f"{got:#x}), not a free block of that slab: a free-list link was overwritten (use after free?)")
+        what = "header" if got & K.TAG_MASK != K.FREE_TAG else "free-block junk fill"
         raise HeapCorruptionError(
-            f"block at superslab {idx} offset {off:#x} ({where}) has header {got:#x}: "
-            "a freed block was written to (use after free?)")
+            f"block at superslab {idx} offset {off:#x} ({where}) has header {got:#x}: its {what} was "
+            "overwritten after it was freed (use after free?)")
+
+    def corrupt_meta(self, idx: int, slab: int, where: str) -> None:
+        """A slab meta record or a superslab header count read by the hot path is impossible."""
+        ss = self.st.superslabs[idx] if 0 <= idx < len(self.st.superslabs) else None
+        if ss is None:
+            raise HeapCorruptionError(f"superslab {idx} ({where}): not mapped")
+        names = ("freelist", "used", "carved", "capacity", "class", "state", "stride", "data")
+        rec = ", ".join(f"{n}={ss.meta(slab, f):#x}" for f, n in enumerate(names))
+        raise HeapCorruptionError(
+            f"superslab {idx} slab {slab} ({where}): impossible meta record [{rec}] or header counts "
+            f"[active_slabs={ss.h(K.H_ACTIVE_SLABS)}, total_active={ss.h(K.H_TOTAL_ACTIVE)}]: "
+            "allocator metadata was overwritten")
+
+    def op_boundary(self) -> None:
+        """Between two operations while signals are held: deliver them (may raise)."""
+        self.st.sig.op_boundary()
 
     def malloc_large(self, size: int) -> int:
         """A request above the tiny limit: the Mid tier (up to 32 KiB, option ``mid_tier``),
         else a direct-mapped large block (own mapping, counted)."""
         st = self.st
         size = check_size(size)
+        st.sig.hold()
         if st.mid.serves(size):
             addr = st.mid.malloc(size)
         else:
@@ -237,6 +288,7 @@ class HeapSlowPath:
         return addr
 
     def write_byte_slow(self, addr: int, value: int) -> None:
+        self.st.sig.hold()
         if addr not in self.st.large and self.st.mid.owns(addr):
             self.st.mid.write_byte(addr, value)
         else:
@@ -244,6 +296,7 @@ class HeapSlowPath:
 
     def apply_other(self, kind: int, cur: int, size: int) -> int:
         """Replay operations the kernel leaves to Python (realloc)."""
+        self.st.sig.hold()
         if kind == K.OP_REALLOC:
             if not cur:
                 raise TraceError("realloc of an empty slot")
@@ -251,7 +304,25 @@ class HeapSlowPath:
         raise TraceError(f"unknown op kind {kind}")
 
     def tick(self) -> None:
+        self.st.sig.hold()
         self.maintain()
+
+    # ================================================================== batches (Heap.replay)
+    def replay(self, ops: np.ndarray, slots: np.ndarray) -> int:
+        """Check the arrays, run the kernel's ``apply``; an exception leaving it carries
+        ``ops_applied``, the rows that took effect."""
+        ops, slots = check_ops(ops), check_slots(slots)
+        kern = self.st.kernel
+        try:
+            done = int(kern.apply(ops, slots))
+            self.st.sig.release()  # held signals are delivered here, still counted
+            return done
+        except BaseException as exc:
+            exc.ops_applied = int(kern.applied)  # type: ignore[attr-defined]
+            raise
+
+    def drain_slots(self, slots: np.ndarray) -> int:
+        return int(self.st.kernel.drain_slots(check_slots(slots)))
 
     # ================================================================== operations below the API
     def realloc(self, ptr: int, size: int) -> int:
@@ -369,30 +440,46 @@ class HeapSlowPath:
         state = ss.slab_state(slab)
         if state == K.SLAB_UNUSED:
             raise InvalidPointerError(f"{addr:#x} points into an unused slab (never allocated)")
-        cls, stride = ss.slab_class(slab), ss.meta(slab, K.M_STRIDE)
-        if cls >= K.NUM_CLASSES or stride != K.CLASS_STRIDES[cls]:
-            raise HeapCorruptionError(f"slab {idx}.{slab}: meta record says class {cls}, stride "
-                                      f"{stride}; the slab metadata was overwritten")
-        rel = off - ss.meta(slab, K.M_DATA)
+        cls, stride, data = ss.meta(slab, K.M_CLASS), ss.meta(slab, K.M_STRIDE), ss.meta(slab, K.M_DATA)
+        if (cls >= K.NUM_CLASSES or stride != K.CLASS_STRIDES[cls] or data != K.slab_data_start(st.lg, slab)
+                or ss.meta(slab, K.M_CAPACITY) != K.slab_capacity(st.lg, slab, cls)
+                or ss.meta(slab, K.M_CARVED) > ss.meta(slab, K.M_CAPACITY) or state > K.SLAB_DECOMMITTED):
+            raise HeapCorruptionError(f"slab {idx}.{slab}: meta record says class {cls}, stride {stride}, "
+                                      f"data start {data:#x}, state {state}, carved {ss.meta(slab, K.M_CARVED)} "
+                                      f"of {ss.meta(slab, K.M_CAPACITY)}; the slab metadata was overwritten")
+        rel = off - data
         if rel < 0 or rel % stride:
             raise InvalidPointerError(f"{addr:#x} is an interior pointer (C{cls} blocks are "
                                       f"{stride} bytes; block starts are 1 byte past a multiple)")
         if rel // stride >= ss.meta(slab, K.M_CARVED) or rel // stride >= ss.meta(slab, K.M_CAPACITY):
             if state in (K.SLAB_EMPTY, K.SLAB_DECOMMITTED):
                 raise DoubleFreeError(f"{addr:#x}: block already freed (its slab is empty)")
+            if ss.w8[off] == K.ALLOC_TAG | cls:
+                raise HeapCorruptionError(f"{addr:#x}: an allocated block beyond slab {idx}.{slab}'s carved "
+                                          f"count {ss.meta(slab, K.M_CARVED)}; the slab metadata was overwritten")
             raise InvalidPointerError(f"{addr:#x} points at a block never handed out")
         tag = ss.w8[off]
         if tag == K.ALLOC_TAG | cls and state == K.SLAB_ACTIVE:
             return ss, slab, off, cls
-        if tag == K.FREE_TAG | cls or state in (K.SLAB_EMPTY, K.SLAB_DECOMMITTED):
+        if tag == K.FREE_TAG | cls or (state in (K.SLAB_EMPTY, K.SLAB_DECOMMITTED) and tag != K.ALLOC_TAG | cls):
             raise DoubleFreeError(f"{addr:#x}: block already freed (double free)")
+        if tag == K.ALLOC_TAG | cls:
+            raise HeapCorruptionError(f"{addr:#x}: an allocated block in slab {idx}.{slab}, whose record says "
+                                      f"state {state}: the slab metadata was overwritten")
         raise HeapCorruptionError(f"{addr:#x}: block header {tag:#x} is neither allocated "
                                   f"({K.ALLOC_TAG | cls:#x}) nor free ({K.FREE_TAG | cls:#x}); "
                                   "the header byte was overwritten")
 
     # ================================================================== delegated to lifecycle.py
     def prewarm(self) -> None:
-        self.life.prewarm()
+        sig = self.st.sig  # the heap is being built: no operation boundary until it is done
+        sig.hold()
+        sig.pinned += 1
+        try:
+            self.life.prewarm()
+        finally:
+            sig.pinned -= 1
+            sig.release()
 
     def close(self) -> None:
         self.life.close()

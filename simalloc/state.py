@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from .warmpool import WarmPools
 if TYPE_CHECKING:
     from .large import LargeBlocks
     from .options import Config
+    from .oslayer.signals import SignalDeferral
     from .pages import PageModel
     from .registry import Registry
 
@@ -75,6 +76,9 @@ class KernelLike(Protocol):
     cur_slab: np.ndarray
     counters: np.ndarray
     lut: np.ndarray
+    applied: int  # rows done by the last apply()
+    link_key: int  # secure mode: free-list links are stored as next ^ link_key ^ (off << 11 & link_mix)
+    link_mix: int
 
     def attach(self, idx: int, base: int, window: memoryview) -> None: ...
     def page_range(self, idx: int, first: int, last: int, how: int) -> None: ...
@@ -90,7 +94,7 @@ class KernelLike(Protocol):
     def free_fast(self, addr: int) -> None: ...
     def flush(self) -> None: ...
     def write_byte(self, addr: int, value: int) -> None: ...
-    def apply(self, ops: np.ndarray, slots: np.ndarray) -> Any: ...
+    def apply(self, ops: np.ndarray, slots: np.ndarray) -> int: ...
     def drain_slots(self, slots: np.ndarray) -> int: ...
 
 
@@ -101,6 +105,7 @@ class HeapState:
     registry: Registry
     pages: PageModel
     large: LargeBlocks
+    sig: SignalDeferral  # the heap's signal mask (oslayer/signals.py)
 
     def __init__(self, config: Config, os: OSLayer, policy: ReleasePolicy) -> None:
         self.config: Config = config

@@ -54,6 +54,9 @@ from .constants import (
     M_STATE,
     M_STRIDE,
     M_USED,
+    NEXT_LINK_OFFSET,
+    NUM_CLASSES,
+    SECURE_LINK_SHIFT,
     SLAB_ACTIVE,
     SLAB_DECOMMITTED,
     SLAB_EMPTY,
@@ -69,6 +72,7 @@ from .constants import (
     slab_capacity,
     slab_data_start,
 )
+from .errors import HeapCorruptionError
 from .oslayer import Mapping
 
 __all__ = ["Superslab"]
@@ -123,7 +127,12 @@ class Superslab:
         return self.meta(slab, M_STATE)
 
     def slab_class(self, slab: int) -> int:
-        return self.meta(slab, M_CLASS)
+        """The slab's class (HeapCorruptionError if its record holds no valid class)."""
+        cls = self.meta(slab, M_CLASS)
+        if cls >= NUM_CLASSES:
+            raise HeapCorruptionError(f"superslab {self.idx} slab {slab}: meta record says class {cls} "
+                                      f"(there are {NUM_CLASSES}); the slab metadata was overwritten")
+        return cls
 
     def slab_data_len(self, slab: int) -> int:
         return (slab + 1) * SLAB_SIZE - slab_data_start(self.lg, slab)
@@ -165,7 +174,9 @@ class Superslab:
 
     def claim(self, slab: int, cls: int) -> None:
         """Tag ``slab`` with ``cls`` and make it an empty ACTIVE slab (lazy carving from 0)."""
-        assert self.meta(slab, M_USED) == 0, "claiming a slab with live blocks"
+        if self.meta(slab, M_USED):
+            raise HeapCorruptionError(f"superslab {self.idx} slab {slab}: listed empty but its record counts "
+                                      f"{self.meta(slab, M_USED)} blocks in use; the slab metadata was overwritten")
         self.set_meta(slab, M_CLASS, cls)
         self.set_meta(slab, M_STRIDE, CLASS_STRIDES[cls])
         self.set_meta(slab, M_CAPACITY, slab_capacity(self.lg, slab, cls))
@@ -183,10 +194,12 @@ class Superslab:
         self.w32.release()
 
     # ------------------------------------------------------------------ invariants
-    def check(self, fc_counts: dict[int, int], live_check: bool = True) -> tuple[int, int]:
+    def check(self, fc_counts: dict[int, int], live_check: bool = True, link_key: int = 0,
+              link_mix: int = 0) -> tuple[int, int]:
         """Walk every invariant of an ACTIVE superslab; returns (live blocks, used blocks).
 
-        ``fc_counts`` maps slab index -> blocks of that slab held in front caches."""
+        ``fc_counts`` maps slab index -> blocks of that slab held in front caches; ``link_key``
+        and ``link_mix`` decode free-list links (the kernel's, secure mode)."""
         w, w8 = self.w32, self.w8
         assert w[H_MAGIC] == SS_MAGIC, f"superslab {self.idx}: bad magic {w[H_MAGIC]:#x}"
         assert w[H_INDEX] == self.idx and w[H_LG] == self.lg and w[H_NSLABS] == self.nslabs
@@ -198,7 +211,7 @@ class Superslab:
             if st == SLAB_UNUSED:
                 assert used == 0 and carved == 0, f"slab {self.idx}.{s}: UNUSED with blocks"
                 continue
-            cls, stride = self.meta(s, M_CLASS), self.meta(s, M_STRIDE)
+            cls, stride = self.slab_class(s), self.meta(s, M_STRIDE)
             assert stride == CLASS_STRIDES[cls] and cap == slab_capacity(self.lg, s, cls)
             assert 0 <= used <= carved <= cap, f"slab {self.idx}.{s}: used/carved/cap {used}/{carved}/{cap}"
             if st in (SLAB_EMPTY, SLAB_DECOMMITTED):
@@ -218,7 +231,7 @@ class Superslab:
                 assert 0 <= rel and rel % stride == 0 and rel // stride < carved, \
                     f"slab {self.idx}.{s}: free-list link {off} outside the carved blocks"
                 assert w8[off] == FREE_TAG | cls, f"slab {self.idx}.{s}: free block {off} header {w8[off]:#x}"
-                off = w[(off + 4) >> 2]
+                off = w[(off + NEXT_LINK_OFFSET) >> 2] ^ link_key ^ ((off << SECURE_LINK_SHIFT) & link_mix)
             assert len(seen) == carved - used, \
                 f"slab {self.idx}.{s}: free list has {len(seen)} blocks, expected {carved - used}"
             if live_check and carved:

@@ -9,7 +9,7 @@ import numpy as np
 from .constants import MAX_REQUEST
 from .errors import InvalidPointerError, InvalidSizeError, TraceError
 
-__all__ = ["check_pointer", "check_size", "check_slots"]
+__all__ = ["check_ops", "check_pointer", "check_size", "check_slots"]
 
 
 def check_size(size: Any, what: str = "size") -> int:
@@ -43,3 +43,17 @@ def check_slots(slots: Any) -> np.ndarray:
             or not slots.flags.c_contiguous or not slots.flags.writeable):
         raise TraceError("slots must be a writable, C-contiguous, 1-D numpy uint64 array")
     return slots
+
+
+def check_ops(ops: Any) -> np.ndarray:
+    """An operation stream for the batch API: integer rows ``(kind, slot, size)`` as a
+    C-contiguous int64 ``(n, 3)`` array.  Float, bool and object arrays are refused (TraceError),
+    never truncated; so are unsigned values beyond int64."""
+    arr = ops if isinstance(ops, np.ndarray) else np.asarray(ops)
+    if arr.dtype.kind not in "iu":
+        raise TraceError(f"ops must be an integer array (int64 rows kind, slot, size), not dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise TraceError(f"ops must have shape (n, 3), got {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise TraceError("ops hold values beyond int64")
+    return np.ascontiguousarray(arr, dtype=np.int64)

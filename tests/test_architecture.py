@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     "experiments": 1, "trace": 1, "native": 1,
     "workloads": 2,
     "__init__": 3, "heap": 3,
-    "slowpath": 4, "lifecycle": 5, "presets": 5, "warmpool": 8, "checker": 6, "reports": 7,
+    "guard": 4, "slowpath": 4, "lifecycle": 5, "presets": 5, "warmpool": 8, "checker": 6, "reports": 7,
     "policy": 8, "state": 7, "registry": 8, "large": 8, "mid": 8, "pages": 9, "superslab": 9,
     "slabset": 9, "lru": 9, "validate": 9, "options": 9,
     "kernel": 10, "_kernel_py": 10,

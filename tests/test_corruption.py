@@ -64,18 +64,20 @@ def test_crash_reproducers_raise_heap_corruption(kernel, field, value):
 @pytest.mark.parametrize("link", ["end", "other_slab", "live_block"])
 def test_bad_free_list_links_are_refused(kernel, link):
     """A free-list link past the mapping's end, into another slab, or at a live block must be
-    refused before the kernel uses it (issue 11)."""
+    refused before the kernel uses it (issue 11).  The blocks freed are the newest, in the
+    class's current slab, so the next mallocs pop that slab's free list."""
     out = _in_child(kernel, f"""
         ptrs = [heap.malloc(100) for _ in range(3000)]
-        idx = heap.kernel.lookup(ptrs[0])
+        idx = heap.kernel.lookup(ptrs[-1])
         ss = heap._st.superslab(idx)
-        slab = ((ptrs[0] - ss.base) - 1) >> K.SLAB_LG
-        for p in ptrs[:5]:
+        slab = ((ptrs[-1] - ss.base) - 1) >> K.SLAB_LG
+        assert heap.kernel.cur_slab[heap.kernel.lut[100]] == slab
+        for p in ptrs[-5:]:
             heap.free(p)
         head = ss.meta(slab, K.M_FREELIST)
         other = [p for p in ptrs if ((p - ss.base - 1) >> K.SLAB_LG) != slab and heap.kernel.lookup(p) == idx]
         target = {{"end": ss.size - 2, "other_slab": other[0] - ss.base - 1,
-                   "live_block": ptrs[10] - ss.base - 1}}[{link!r}]
+                   "live_block": ptrs[-10] - ss.base - 1}}[{link!r}]
         ss.w32[(head + 4) >> 2] = target
         for _ in range(10):
             heap.malloc(100)

@@ -229,3 +229,76 @@ def test_mixed_generators_identical(ws, seed):
         skip = gen_cls(ws, seed)
         skip.advance(n)
         assert skip.state == gen.state and np.array_equal(skip.occ, gen.occ)
+
+
+# ---------------------------------------------------------------------- corruption parity
+_META = {"freelist": 0, "used": 1, "carved": 2, "capacity": 3, "class": 4, "state": 5, "stride": 6, "data": 7}
+CORRUPTIONS = [
+    *(("meta", f, v) for f, vs in {"class": (34, 130, 9), "stride": (0, 3, 256), "data": (0xFFFFF0, 0),
+                                    "capacity": (0, 100_000), "carved": (0, 0xFFFFFFFF), "used": (0, 0xFFFFFFFF),
+                                    "state": (0, 2, 77), "freelist": (1, 0x1FFFFE, 0xFFFFFFFF)}.items()
+      for v in vs),
+    *(("header", w, v) for w, v in ((0, 0), (4, 0), (4, 999), (5, 0), (5, 0xFFFFFFFF))),
+    *(("link", t, 0) for t in ("end", "other_slab", "live_block", "zero", "self", "next_slab_free")),
+]
+
+
+def _corrupt_and_run(heap: simalloc.Heap, how: str, what, value: int) -> str:
+    """Corrupt one allocator value of C4's current slab (or a link of its free list), then run
+    a fixed program; returns what happened, addresses normalised (they differ by kernel)."""
+    import random
+    import re
+
+    from simalloc import constants as K
+
+    rng = random.Random(11)
+    live = [heap.malloc(100) for _ in range(900)]
+    for p in live[-40::3]:
+        heap.free(p)
+    live = [p for p in live if p not in live[-40::3]]
+    k = heap.kernel
+    idx, slab = int(k.cur_ss[k.lut[100]]), int(k.cur_slab[k.lut[100]])
+    ss = heap._st.superslab(idx)
+    head = ss.meta(slab, K.M_FREELIST)
+    if how == "meta":
+        ss.set_meta(slab, _META[what], value)
+    elif how == "header":
+        ss.w32[what] = value
+    else:
+        same = [p - ss.base - 1 for p in live if (p - ss.base - 1) >> K.SLAB_LG == slab]
+        other = [p - ss.base - 1 for p in live if k.lookup(p) == idx and (p - ss.base - 1) >> K.SLAB_LG != slab]
+        target = {"end": ss.size - 2, "other_slab": other[0], "live_block": same[0], "zero": 0, "self": head,
+                  "next_slab_free": slab * K.SLAB_SIZE + K.SLAB_SIZE + 8}[what]
+        ss.w32[(head + K.NEXT_LINK_OFFSET) >> 2] = target
+    step = -1
+    try:
+        for step in range(600):
+            if step < 25 or rng.random() < 0.55 or not live:  # mallocs first: the free list is popped
+                live.append(heap.malloc(rng.choice((100, 100, 24, 2000))))
+            else:
+                heap.free(live.pop(rng.randrange(len(live))))
+            if step % 50 == 49:
+                heap.check()
+        heap.check()
+        out = "no error"
+    except simalloc.AllocatorError as exc:
+        out = f"step {step}: {type(exc).__name__}: {exc}"
+    return re.sub(r"0x[0-9a-f]{9,}", "ADDR", out)
+
+
+@pytest.mark.parametrize(("how", "what", "value"), CORRUPTIONS, ids=lambda v: str(v))
+def test_same_corruption_same_outcome(how, what, value):
+    """Both kernels detect the same corruption at the same operation, with the same error (no
+    crash, nothing undocumented)."""
+    outs = []
+    for h in _pair(front_cache_cap=4, front_drain_batch=2, front_refill_batch=2, tiny_prewarm=False):
+        try:
+            outs.append(_corrupt_and_run(h, how, what, value))
+        finally:
+            try:
+                h.close()
+            except simalloc.AllocatorError:
+                pass
+    assert outs[0] == outs[1], f"python: {outs[0]}\ncython: {outs[1]}"
+    if how == "link" or (how, what) in (("meta", "class"), ("meta", "stride"), ("meta", "data")):
+        assert "HeapCorruptionError" in outs[0], outs[0]

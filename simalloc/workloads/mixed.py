@@ -51,7 +51,7 @@ except ImportError:  # no compiler at install time: the same code, as plain Pyth
 if TYPE_CHECKING:
     from ..heap import Heap
 
-__all__ = ["CHUNK_ROWS", "PREFAULT_SEED_OFFSET", "MixedGen", "MixedWorkload", "mixed_ops",
+__all__ = ["CHUNK_ROWS", "MAX_CYCLES", "PREFAULT_SEED_OFFSET", "MixedGen", "MixedWorkload", "mixed_ops",
            "run_mixed", "run_mixed_on"]
 
 #: hakmem's prefault runs with ``seed + 0xDEADBEEF``.
@@ -60,6 +60,8 @@ PREFAULT_SEED_OFFSET = 0xDEADBEEF
 #: generator writing it and the kernel reading it; the per-chunk Python overhead, ~10 us for
 #: ``fill`` + ``Heap.replay``, is then about 1% of the chunk's time).
 CHUNK_ROWS = 32768
+#: Most cycles one :func:`run_mixed` call accepts (the kernel's int64 operation counter).
+MAX_CYCLES = 1 << 62
 _MASK32 = 0xFFFFFFFF
 
 
@@ -105,6 +107,8 @@ def run_mixed(heap: Heap, cycles: int, ws: int, seed: int, slots: np.ndarray) ->
     ``seed`` over ``slots[:ws]`` (uint64 live addresses, 0 = empty, updated in place; the
     occupancy is read from them, so calls chain: pass the returned state as the next ``seed``).
     Returns the final xorshift32 state.  The final drain is not included (``Heap.drain_slots``).
+    ``cycles`` must be an int in 0..2**62 (TraceError otherwise).  If a chunk's replay raises,
+    the slots still say which blocks are live (``Heap.replay``); the generator's state is lost.
 
     The stream comes from :class:`MixedGen` in chunks of :data:`CHUNK_ROWS` rows, each replayed
     with ``Heap.replay``.  A malloc writes ``size & 0xFF`` as the block's first byte (the
@@ -115,7 +119,12 @@ def run_mixed(heap: Heap, cycles: int, ws: int, seed: int, slots: np.ndarray) ->
     if (not isinstance(slots, np.ndarray) or slots.dtype != np.uint64 or slots.ndim != 1
             or not slots.flags.c_contiguous or not slots.flags.writeable):
         raise TraceError("slots must be a writable, C-contiguous, 1-D numpy uint64 array")
+    for name, v in (("cycles", cycles), ("ws", ws), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TraceError(f"{name} must be an int, not {type(v).__name__}")
     ws, cycles = int(ws), int(cycles)
+    if not 0 <= cycles <= MAX_CYCLES:
+        raise TraceError(f"cycles={cycles} must be in 0..2**62")
     if ws <= 0 or ws > len(slots):
         raise TraceError(f"ws={ws} must be in 1..{len(slots)}")
     gen = MixedGen(ws, int(seed) & _MASK32, slots[:ws] != 0)
