@@ -54,6 +54,8 @@ if not cython.compiled:  # compiled, these are C constants generated from consta
         NUM_CLASSES, OP_FREE, OP_MALLOC, PAGE_LAZY, PAGE_RESIDENT, PAGE_UNTOUCHED, SECURE_LINK_SHIFT,
         SLAB_ACTIVE, SLAB_LG, SLAB_META_WORDS, SS_MAGIC, SS_META_WORD,
     )
+    memcmp: Any = None  # compiled: libc's memcmp and memset (the .pxd cimports them)
+    memset: Any = None
 from .constants import PAGE_SHIFT, header_bytes  # the page size: a value at run time
 from .errors import TraceError
 
@@ -95,7 +97,6 @@ class Kernel:
         self.secure = 1 if secure else 0
         self.link_key = link_key % (1 << 32) if secure else 0
         self.link_mix = (1 << 32) - 1 if secure else 0
-        self.junk_word = int.from_bytes(bytes([FREE_JUNK]) * 8, "little")
         self._junk_bytes = bytes([FREE_JUNK]) * max(strides)  # (no negative indexes: wraparound is off)
         self.applied = 0  # rows done by the last apply() (also when it raised)
         self.front_cap = front_cap
@@ -168,21 +169,16 @@ class Kernel:
         """Secure mode: with ``fill`` write FREE_JUNK over the user bytes of the free block at
         ``off`` (its page is already written: the resident model does not change); else return
         1 if bytes 1..3 and 8.. still hold it (4..7 hold the free-list link), 0 if not."""
-        if cython.compiled:  # bytes 1..3, then whole u64 words (blocks are 8-aligned)
+        a = NEXT_LINK_OFFSET + 4
+        if cython.compiled:  # libc's memset / memcmp (vectorised), against the kernel's junk bytes
             p = cython.cast(cython.p_uchar, self._w8(idx)) + off
-            q = cython.cast(cython.p_ulonglong, p)
-            for i in range(BLOCK_HEADER, NEXT_LINK_OFFSET):
-                if fill:
-                    p[i] = FREE_JUNK
-                elif p[i] != FREE_JUNK:
-                    return 0
-            for i in range(1, stride >> 3):
-                if fill:
-                    q[i] = self.junk_word
-                elif q[i] != self.junk_word:
-                    return 0
-            return 1
-        v, j, a = self._w8(idx), self._junk_bytes, NEXT_LINK_OFFSET + 4
+            if fill:
+                memset(p + BLOCK_HEADER, FREE_JUNK, stride - BLOCK_HEADER)
+                return 1
+            j = cython.cast(cython.p_uchar, cython.cast(cython.p_char, self._junk_bytes))
+            return (memcmp(p + BLOCK_HEADER, j, NEXT_LINK_OFFSET - BLOCK_HEADER) == 0
+                    and memcmp(p + a, j, stride - a) == 0)
+        v, j = self._w8(idx), self._junk_bytes
         if fill:
             v[off + BLOCK_HEADER:off + stride] = j[:stride - BLOCK_HEADER]
             return 1

@@ -10,8 +10,10 @@ exception                  raised when
 ``DoubleFreeError``        a block is freed (or realloc'd) that is already free
 ``InvalidPointerError``    a pointer is foreign (not in this heap), interior (not a block
                            start), or points at memory never handed out
-``HeapCorruptionError``    a magic number or block header in the mapping is not what the
-                           allocator wrote (the user scribbled over allocator bytes)
+``HeapCorruptionError``    a magic number, block header, slab record, free-list link or
+                           superslab count in the mapping is not what the allocator wrote
+                           (the user scribbled over allocator bytes; in secure mode also a
+                           freed block's junk fill); the message says what and where
 ``InvalidSizeError``       a size is negative, not an integer, too large, or n*size
                            overflows in ``calloc``
 ``HeapClosedError``        the heap is used after ``close()``

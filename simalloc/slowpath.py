@@ -189,6 +189,7 @@ class HeapSlowPath:
         st = self.st
         st.sig.hold()
         ss = st.superslab(idx)
+        ss.check_record(slab, "slab empty")
         cls = ss.slab_class(slab)
         current = st.is_current(cls, idx, slab)
         st.counters["slab_empty_events"] += 1
@@ -209,6 +210,9 @@ class HeapSlowPath:
         the front caches before the superslab may be released (a header count that was
         overwritten must not release live blocks)."""
         kern = self.st.kernel
+        for s in range(self.st.nslabs):
+            if ss.slab_state(s) != K.SLAB_UNUSED:
+                ss.check_record(s, "superslab empty")
         used = sum(ss.meta(s, K.M_USED) for s in range(self.st.nslabs))
         cached = sum(int(np.count_nonzero(kern.fc[c, :kern.fc_count[c]] >> 32 == ss.idx))
                      for c in range(K.NUM_CLASSES))
@@ -221,7 +225,9 @@ class HeapSlowPath:
         """A full, non-current slab got a quarter of its blocks back."""
         st = self.st
         st.sig.hold()
-        st.partial[st.superslab(idx).slab_class(slab)].add((idx, slab))
+        ss = st.superslab(idx)
+        ss.check_record(slab, "slab partial")
+        st.partial[ss.slab_class(slab)].add((idx, slab))
 
     def free_slow(self, addr: int) -> None:
         """A pointer outside every superslab: a large or Mid block, or an error."""

@@ -134,6 +134,19 @@ class Superslab:
                                       f"(there are {NUM_CLASSES}); the slab metadata was overwritten")
         return cls
 
+    def check_record(self, slab: int, where: str) -> None:
+        """HeapCorruptionError unless slab ``slab``'s record has the exact geometry of its class
+        (stride, data start, capacity) and ``used <= carved <= capacity``: the slow path's check
+        of a slab it is about to act on (the hot path checks what it reads itself)."""
+        cls = self.slab_class(slab)
+        used, carved, cap = self.meta(slab, M_USED), self.meta(slab, M_CARVED), self.meta(slab, M_CAPACITY)
+        if (self.meta(slab, M_STRIDE) != CLASS_STRIDES[cls] or self.meta(slab, M_DATA) != slab_data_start(self.lg, slab)
+                or cap != slab_capacity(self.lg, slab, cls) or not used <= carved <= cap):
+            rec = [self.meta(slab, f) for f in range(SLAB_META_WORDS)]
+            raise HeapCorruptionError(f"superslab {self.idx} slab {slab} ({where}): impossible meta record {rec} "
+                                      "(freelist, used, carved, capacity, class, state, stride, data): "
+                                      "the slab metadata was overwritten")
+
     def slab_data_len(self, slab: int) -> int:
         return (slab + 1) * SLAB_SIZE - slab_data_start(self.lg, slab)
 
