@@ -13,7 +13,8 @@ Usage::
     python benchmarks/compare_kernels.py --ops 2000000 --big-ws 200000   # quick
 
 The machine is shared and noisy: every figure is the median of ``--repeat`` runs, and the
-ratios compare runs made back to back in this one process.
+ratios compare runs made back to back in this one process.  The kernel's ratio to glibc across
+its history (before and after the hardening, and now) is ``benchmarks/kernel_history.py``.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@
    own pass over the file), iterating ``get_allocation_records()`` into numpy, and simalloc's
    vectorised events -> ops conversion.
 2. Replays the converted stream through ``Heap.replay`` with the Cython kernel (best of
-   ``--repeat``), the whole stream and the stream without its realloc rows (reallocs leave the
-   kernel's batch loop for the heap's Python slow path), plus the textwork trace under
-   tests/data and a Mixed stream for reference.
+   ``--repeat``), the whole stream and the stream without its realloc rows (a tiny -> tiny
+   realloc runs in the kernel's batch loop; one involving a Mid or large block leaves it for
+   the heap's Python slow path), plus the textwork trace under tests/data and a Mixed stream
+   for reference.
 
 Not a test: prints figures.  Needs memray for step 1 (skipped without it).
 """

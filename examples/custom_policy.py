@@ -44,7 +44,7 @@ def scenario(label: str, heap: simalloc.Heap) -> None:
 
 
 def main() -> None:
-    print(f"kernel: {simalloc.kernel_name()}")
+    print(f"kernel: [~ {simalloc.kernel_name()}]")
     cfg = simalloc.Config.defaults()
     with simalloc.Heap(cfg) as heap:
         scenario("FAST", heap)

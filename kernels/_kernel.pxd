@@ -10,11 +10,15 @@
 # globals, assigned by the .py's import.  Hot methods are cpdef on a final class (direct C calls
 # inside, the same names from Python); their locals are typed with @cython.locals.  The hot
 # procedures have cdef int workers (_free_fast, _return_block): an int error flag is cheaper to
-# check than a void function's (that costs a PyErr_Occurred call per operation).
+# check than a void function's (that costs a PyErr_Occurred call per operation).  The
+# per-operation workers the batch loop calls (_alloc, _free_fast) are ``cdef inline`` and take
+# the secure flag as an argument: setup.py raises GCC's inlining budgets for this module so
+# they are inlined into apply() (the calls cost ~10% of a Mixed op's instructions) and the flag
+# lives in a register instead of being reloaded from self after every byte store.
 
 cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memcmp, memset
+from libc.string cimport memcmp, memcpy, memset
 
 ctypedef uint8_t* u8p
 ctypedef unsigned int* u32p  # uint32_t on every Linux ABI; cython.p_uint in the .py
@@ -58,6 +62,7 @@ cdef class Kernel:
     cdef bytes _junk_bytes
     cdef int32_t[::1] _str
 
+    @cython.locals(st=uint8_t)
     cdef void _touch_page(self, int64_t pi) except *
     @cython.locals(ctr=int64_t[::1], ops=int64_t, now=int64_t, res=int64_t)
     cdef void _res_change(self, int64_t delta) except *
@@ -82,8 +87,9 @@ cdef class Kernel:
     @cython.locals(base=uint64_t, mask=uint64_t, k=uint64_t, key=uint64_t)
     cpdef int lookup(self, uint64_t addr) noexcept
 
-    @cython.locals(n=int, h=int64_t, idx=int64_t, off=uint32_t, w8=u8p)
     cpdef uint64_t alloc_fast(self, int cls) except? 0
+    @cython.locals(n=int, h=int64_t, idx=int64_t, off=uint32_t, w8=u8p)
+    cdef inline uint64_t _alloc(self, int cls, int sec) except? 0
 
     cpdef uint64_t malloc(self, int64_t size) except? 0
 
@@ -93,9 +99,10 @@ cdef class Kernel:
     cpdef void refill(self, int cls) except *
 
     cpdef void free_fast(self, uint64_t addr) except *
+    cpdef void free_now(self, uint64_t addr) except *
     @cython.locals(idx=int64_t, w32=u32p, w8=u8p, off=int64_t, slab=int, m=int, stride=uint32_t,
                    data=uint32_t, carved=int64_t, cls=uint32_t, n=int)
-    cdef int _free_fast(self, uint64_t addr) except -1
+    cdef inline int _free_fast(self, uint64_t addr, int sec) except -1
 
     cdef void _tick(self) except *
 
@@ -111,9 +118,15 @@ cdef class Kernel:
     @cython.locals(idx=int)
     cpdef void write_byte(self, uint64_t addr, int64_t value) except *
 
-    @cython.locals(o=int64_t[:, ::1], sl=uint64_t[::1], n=Py_ssize_t, nslots=Py_ssize_t,
-                   i=Py_ssize_t, done=Py_ssize_t, ops0=int64_t, kind=int64_t, slot=int64_t,
-                   size=int64_t, p=uint64_t)
+    # slot is unsigned: a negative slot wraps above nslots (one compare for the range check)
+    @cython.locals(o=int64_t[:, ::1], sl=uint64_t[::1], n=Py_ssize_t, nslots=uint64_t,
+                   i=Py_ssize_t, done=Py_ssize_t, ops0=int64_t, kind=int64_t, slot=uint64_t,
+                   size=int64_t, p=uint64_t, sec=int, tiny_max=int64_t, realloc_ok=int)
     cpdef int64_t apply(self, ops, slots) except -1
+    @cython.locals(idx=int, w32=u32p, off=int64_t, slab=int, m=int, cls=uint32_t, carved=int64_t,
+                   stride=uint32_t, data=uint32_t, new_cls=int, new=uint64_t)
+    cdef uint64_t _realloc_small(self, uint64_t addr, int64_t size, int sec) except? 0
+    @cython.locals(d=uint64_t, s=uint64_t)
+    cdef int _copy(self, uint64_t dst, uint64_t src, int64_t n) except -1
 
     cpdef int64_t drain_slots(self, slots) except -1

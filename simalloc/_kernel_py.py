@@ -47,15 +47,16 @@ except ImportError:  # Cython is a build requirement only; uncompiled code just 
 if not cython.compiled:  # compiled, these are C constants generated from constants.py (setup.py)
     # (in isort's order, wrapped by hand: one name per line would make this block 50 lines)
     from .constants import (  # noqa: I001
-        ALLOC_TAG, BLOCK_HEADER, C_DEFERRED, C_DRAINS, C_LAZY, C_LIVE, C_NEXT_TICK, C_OPS, C_REFILLS, C_RES,
-        C_RES_LAST_NS, C_RES_LAST_OPS, C_RES_NS_AREA, C_RES_OPS_AREA, C_RES_PEAK, C_RES_SINCE_NS,
-        C_RES_SINCE_OPS, C_SLOW, C_TICK_DUE, FREE_JUNK, FREE_TAG, H_ACTIVE_SLABS, H_MAGIC, H_TOTAL_ACTIVE, M_CAPACITY,
-        M_CARVED, M_CLASS, M_DATA, M_FREELIST, M_STATE, M_STRIDE, M_USED, N_COUNTERS, NEXT_LINK_OFFSET,
-        NUM_CLASSES, OP_FREE, OP_MALLOC, PAGE_LAZY, PAGE_RESIDENT, PAGE_UNTOUCHED, SECURE_LINK_SHIFT,
-        SLAB_ACTIVE, SLAB_LG, SLAB_META_WORDS, SS_MAGIC, SS_META_WORD,
+        ALLOC_TAG, BLOCK_HEADER, C_DEFERRED, C_DRAINS, C_LAZY, C_LIVE, C_NEXT_TICK, C_OPS, C_REFAULTS,
+        C_REFILLS, C_RES, C_RES_LAST_NS, C_RES_LAST_OPS, C_RES_NS_AREA, C_RES_OPS_AREA, C_RES_PEAK, C_RES_SINCE_NS,
+        C_RES_SINCE_OPS, C_RESCUES, C_SLOW, C_TICK_DUE, FREE_JUNK, FREE_TAG, H_ACTIVE_SLABS, H_MAGIC, H_TOTAL_ACTIVE,
+        M_CAPACITY, M_CARVED, M_CLASS, M_DATA, M_FREELIST, M_STATE, M_STRIDE, M_USED, N_COUNTERS, NEXT_LINK_OFFSET,
+        NUM_CLASSES, OP_FREE, OP_MALLOC, OP_REALLOC, PAGE_LAZY, PAGE_RELEASED, PAGE_RESIDENT, PAGE_UNTOUCHED,
+        SECURE_LINK_SHIFT, SLAB_ACTIVE, SLAB_LG, SLAB_META_WORDS, SS_MAGIC, SS_META_WORD,
     )
-    memcmp: Any = None  # compiled: libc's memcmp and memset (the .pxd cimports them)
+    memcmp: Any = None  # compiled: libc's memcmp, memset and memcpy (the .pxd cimports them)
     memset: Any = None
+    memcpy: Any = None
 from .constants import PAGE_SHIFT, header_bytes  # the page size: a value at run time
 from .errors import TraceError
 
@@ -219,10 +220,13 @@ class Kernel:
 
     # ------------------------------------------------------------------ resident-page model
     def _touch_page(self, pi: int) -> None:
-        """Page ``pi`` of the page-state table was written: resident (no longer lazily freed)."""
-        if self._ps[pi] == PAGE_LAZY:
+        """Page ``pi`` was written: resident; if lazily freed, rescued; if released, refaulted."""
+        st = self._ps[pi]
+        if st == PAGE_LAZY:
             self._ctr[C_LAZY] -= 1
+            self._ctr[C_RESCUES] += 1
         else:
+            self._ctr[C_REFAULTS] += st == PAGE_RELEASED
             self._res_change(1)
         self._ps[pi] = PAGE_RESIDENT
 
@@ -243,11 +247,11 @@ class Kernel:
             ctr[C_RES_PEAK] = res
 
     def page_range(self, idx: int, first: int, last: int, how: int) -> None:
-        """Pages ``first..last-1`` of superslab ``idx`` were written (``how`` 0), dropped by
-        MADV_DONTNEED or munmap (1), lazily freed by MADV_FREE (2) or reclaimed by MADV_PAGEOUT
-        (3: lazily freed pages go, written ones stay).  See simalloc/pages.py."""
-        if first < 0 or last > self.pps or idx < 0 or idx * self.pps >= len(self.pstate):
-            raise ValueError(f"page range {first}..{last} of superslab {idx} out of bounds")
+        """Pages ``first..last-1`` of superslab ``idx`` were written (``how`` 0), given back by
+        MADV_DONTNEED (1), MADV_FREE (2), MADV_PAGEOUT (3) or munmap (4): the state table of
+        simalloc/pages.py (a write refaults a RELEASED page, rescues a LAZY one)."""
+        if first < 0 or last > self.pps or idx < 0 or idx * self.pps >= len(self.pstate) or how < 0 or how > 4:
+            raise ValueError(f"page range {first}..{last} of superslab {idx} (how {how}) out of bounds")
         base = idx * self.pps
         res = 0
         for pi in range(base + first, base + last):
@@ -255,23 +259,25 @@ class Kernel:
             if how == 0:
                 if st == PAGE_LAZY:
                     self._ctr[C_LAZY] -= 1
-                elif st == PAGE_UNTOUCHED:
+                    self._ctr[C_RESCUES] += 1
+                elif st != PAGE_RESIDENT:
                     res += 1
+                    self._ctr[C_REFAULTS] += st == PAGE_RELEASED
                 self._ps[pi] = PAGE_RESIDENT
-            elif how == 1:
-                if st == PAGE_LAZY:
-                    self._ctr[C_LAZY] -= 1
-                if st != PAGE_UNTOUCHED:
-                    res -= 1
-                self._ps[pi] = PAGE_UNTOUCHED
             elif how == 2:
                 if st == PAGE_RESIDENT:
                     self._ctr[C_LAZY] += 1
                     self._ps[pi] = PAGE_LAZY
-            elif st == PAGE_LAZY:
-                self._ctr[C_LAZY] -= 1
-                res -= 1
-                self._ps[pi] = PAGE_UNTOUCHED
+            elif how == 3:
+                if st == PAGE_LAZY:
+                    self._ctr[C_LAZY] -= 1
+                    res -= 1
+                    self._ps[pi] = PAGE_RELEASED
+            else:  # 1 DONTNEED: written pages RELEASED; 4 munmap: all UNTOUCHED (a new mapping is fresh)
+                if st == PAGE_LAZY or st == PAGE_RESIDENT:
+                    res -= 1
+                    self._ctr[C_LAZY] -= st == PAGE_LAZY
+                self._ps[pi] = PAGE_UNTOUCHED if how == 4 or st == PAGE_UNTOUCHED else PAGE_RELEASED
         if res:
             self._res_change(res)
 
@@ -308,6 +314,10 @@ class Kernel:
     def alloc_fast(self, cls: int) -> int:
         """Pop a block of class ``cls`` from its front cache (refilling it if empty); returns
         the user address.  Nothing runs after the hand-out: an exception never loses a block."""
+        return self._alloc(cls, self.secure)
+
+    def _alloc(self, cls: int, sec: int) -> int:
+        """:meth:`alloc_fast`, the secure flag ``sec`` an argument (C: inlined in the batch loop)."""
         n = self._fcn[cls]
         if n == 0:
             self.refill(cls)
@@ -318,7 +328,7 @@ class Kernel:
         idx = h >> 32
         off = h - (idx << 32)
         w8 = self._w8(idx)
-        if w8[off] != FREE_TAG | cls or (self.secure and not self._junk(idx, off, self._str[cls], 0)):
+        if w8[off] != FREE_TAG | cls or (sec and not self._junk(idx, off, self._str[cls], 0)):
             self._fcn[cls] = n + 1
             self.slow.corrupt_block(idx, off, "front cache")
         w8[off] = ALLOC_TAG | cls
@@ -332,7 +342,7 @@ class Kernel:
         if self._ctr[C_OPS] >= self._ctr[C_NEXT_TICK]:
             self._tick()
         if 0 <= size <= self.tiny_max:
-            return self.alloc_fast(self._lut[size])
+            return self._alloc(self._lut[size], self.secure)
         return self.slow.malloc_large(size)
 
     def refill(self, cls: int) -> None:
@@ -416,12 +426,17 @@ class Kernel:
         policy tick runs first."""
         if self._ctr[C_OPS] >= self._ctr[C_NEXT_TICK]:
             self._tick()
-        self._free_fast(addr)
+        self._free_fast(addr, self.secure)
 
-    def _free_fast(self, addr: int) -> int:
-        """:meth:`free_fast` without the tick; returns 0 (an int is a cheaper error flag than
-        ``void``).  The free takes effect (``C_OPS``) after every check and callback that can
-        refuse it; only a direct free's (``front_cap`` 0) slab-empty event follows it."""
+    def free_now(self, addr: int) -> None:
+        """:meth:`free_fast` without the tick (a realloc's second half: a due tick waits)."""
+        self._free_fast(addr, self.secure)
+
+    def _free_fast(self, addr: int, sec: int) -> int:
+        """:meth:`free_fast` without the tick (``sec``: the secure flag, as in :meth:`_alloc`);
+        returns 0 (an int is a cheaper error flag than ``void``).  The free takes effect
+        (``C_OPS``) after every check and callback that can refuse it; only a direct free's
+        (``front_cap`` 0) slab-empty event follows it."""
         idx = self.lookup(addr)
         if idx < 0:
             self.slow.free_slow(addr)
@@ -451,7 +466,7 @@ class Kernel:
             self.drain(cls, self.drain_batch)
             n = self._fcn[cls]
         w8[off] = FREE_TAG | cls
-        if self.secure:
+        if sec:
             self._junk(idx, off, stride, 1)
         self._ctr[C_LIVE] -= 1
         self._ctr[C_OPS] += 1
@@ -557,11 +572,13 @@ class Kernel:
         """Replay an operation stream: ``ops`` is C-contiguous int64 ``(n, 3)`` rows ``(kind,
         slot, size)``; ``slots`` (C-contiguous uint64) holds the live address of each slot
         (0 = empty) and is updated in place.  A malloc writes ``size & 0xFF`` as the block's
-        first byte (bench_random_mixed writes one byte too); other kinds go to the slow path's
-        ``apply_other``.  Returns the rows applied.  A row is atomic: its slot changes when its
-        op takes effect (``C_OPS`` moves); ticks and held signals (:meth:`_tick`) run between
-        rows.  If anything raises, the batch stops at a row boundary: ``self.applied`` rows are
-        done (a free whose event callback raised after it took effect counts, its slot 0)."""
+        first byte (bench_random_mixed writes one byte too); a realloc of a tiny block to a tiny
+        size with front caches on runs here (:meth:`_realloc_small`); other rows (large or Mid
+        reallocs, ``OP_IDLE``, unknown kinds) go to the slow path's ``apply_other``.  Returns the
+        rows applied.  A row is atomic: its slot changes when its op takes effect (``C_OPS``
+        moves); ticks and held signals (:meth:`_tick`) run between rows.  If anything raises,
+        the batch stops at a row boundary: ``self.applied`` rows are done (a free or realloc
+        whose event callback raised after it took effect counts; realloc: ``realloc_result``)."""
         n = len(ops)
         self.applied = 0
         if n == 0:
@@ -569,20 +586,22 @@ class Kernel:
         o = _mv(ops, "q", [n, 3])
         sl = _mv(slots, "Q")
         nslots = len(slots)
-        done = slot = kind = ops0 = 0
+        sec, tiny_max, realloc_ok = self.secure, self.tiny_max, self.front_cap > 0  # C: registers
+        i = 0
+        ops0 = self._ctr[C_OPS]  # (an interrupt before row 0 starts: nothing took effect)
         try:
             for i in range(n):
                 ops0 = self._ctr[C_OPS]
                 kind, slot, size = o[i, 0], o[i, 1], o[i, 2]
-                if slot < 0 or slot >= nslots:
-                    raise TraceError(f"slot {slot} out of range 0..{nslots - 1}")
+                if slot < 0 or slot >= nslots:  # C: slot is unsigned, one compare
+                    raise TraceError(f"slot {o[i, 1]} out of range 0..{nslots - 1}")
                 if ops0 >= self._ctr[C_NEXT_TICK]:
                     self._tick()
                 if kind == OP_MALLOC:
                     if sl[slot]:
                         raise TraceError(f"malloc into occupied slot {slot}")
-                    if 0 <= size <= self.tiny_max:  # malloc(), its tiny path inlined
-                        p = self.alloc_fast(self._lut[size])
+                    if 0 <= size <= tiny_max:  # malloc(), its tiny path inlined
+                        p = self._alloc(self._lut[size], sec)
                         self._store_tiny_byte(p, size)
                         sl[slot] = p
                     else:  # large: the slow path, and write_byte (the page model sees the page)
@@ -593,18 +612,79 @@ class Kernel:
                     p = sl[slot]
                     if not p:
                         raise TraceError(f"free of empty slot {slot}")
-                    self._free_fast(p)
+                    self._free_fast(p, sec)
                     sl[slot] = 0
+                elif kind == OP_REALLOC and 0 < size <= tiny_max and realloc_ok and sl[slot]:
+                    p = self._realloc_small(sl[slot], size, sec)
+                    sl[slot] = p if p else self.slow.apply_other(kind, sl[slot], size)
                 else:
                     sl[slot] = self.slow.apply_other(kind, sl[slot], size)
-                done = i + 1
-        finally:
-            if done < n and self._ctr[C_OPS] != ops0 and (kind == OP_MALLOC or kind == OP_FREE):
-                if kind == OP_FREE:  # the free took effect, then an event callback raised
+        except BaseException as exc:
+            done = i  # the row is read again: its fields need not stay live in the loop (C)
+            kind, slot, size = o[i, 0], o[i, 1], o[i, 2]
+            if self._ctr[C_OPS] != ops0:  # did the row take effect before the exception?
+                if kind == OP_MALLOC:
+                    done += 1
+                elif kind == OP_FREE:  # the free took effect, then an event callback raised
                     sl[slot] = 0
-                done += 1
+                    done += 1
+                elif kind == OP_REALLOC and (size == 0 or getattr(exc, "realloc_result", None)):
+                    sl[slot] = getattr(exc, "realloc_result", 0) if size else 0  # likewise
+                    done += 1
             self.applied = done
-        return done
+            raise
+        self.applied = n
+        return n
+
+    def _realloc_small(self, addr: int, size: int, sec: int) -> int:
+        """A realloc row to a tiny ``size`` (front caches on): the tiny block at ``addr`` stays
+        if ``size`` maps to its class, else moves to a new block with its first ``min(usable,
+        size)`` bytes (a malloc and a free, as ``Heap.realloc``).  Returns the address, or 0 with
+        nothing done if ``addr`` is not a valid tiny block (the slow path handles it).  Atomic:
+        callbacks (refill of the new class, drain of the old) run before the new block is taken;
+        an exception leaves the old block live and takes none; the move itself calls nothing."""
+        idx = self.lookup(addr)
+        if idx < 0:
+            return 0
+        w32 = self._w32(idx)
+        off = (addr & self.ss_mask) - BLOCK_HEADER
+        if w32[H_MAGIC] != SS_MAGIC or off < 0:
+            return 0
+        slab = off >> SLAB_LG
+        m = SS_META_WORD + slab * SLAB_META_WORDS
+        cls = w32[m + M_CLASS]  # the same checks as _free_fast
+        if cls >= NUM_CLASSES:
+            return 0
+        carved = w32[m + M_CARVED]
+        stride = self._str[cls]
+        data = slab << SLAB_LG if slab else self.hdr
+        if (w32[m + M_STATE] != SLAB_ACTIVE or off < data or (off - data) & (stride - 1)
+                or off - data >= carved * stride or self._w8(idx)[off] != ALLOC_TAG | cls):
+            return 0
+        new_cls = self._lut[size]
+        if new_cls == cls:
+            return addr
+        while True:  # every callback first (each may change both caches: look again after one)
+            if self._fcn[new_cls] == 0:
+                self.refill(new_cls)
+            elif self._fcn[cls] >= self.front_cap:
+                self.drain(cls, self.drain_batch)
+            else:
+                break
+        new = self._alloc(new_cls, sec)  # no refill, no callback from here on
+        self._copy(new, addr, min(stride - BLOCK_HEADER, size))
+        self._free_fast(addr, sec)  # the old class's cache has room: no drain
+        return new
+
+    def _copy(self, dst: int, src: int, n: int) -> int:
+        """Copy ``n`` bytes from live tiny block ``src`` to ``dst`` (user addresses): ``memcpy``
+        in C, the superslabs' memoryviews in Python.  Returns 0."""
+        if cython.compiled:
+            memcpy(cython.cast(cython.p_uchar, dst), cython.cast(cython.p_uchar, src), n)
+            return 0
+        d, s = dst & self.ss_mask, src & self.ss_mask
+        self._w8(self.lookup(dst))[d:d + n] = self._w8(self.lookup(src))[s:s + n]
+        return 0
 
     def drain_slots(self, slots: np.ndarray) -> int:
         """Free every non-empty slot in index order (the benchmark's final drain) as

@@ -1,8 +1,8 @@
-"""The ``simalloc`` command line: run, bench, soak, ab, validate, native, options.
+"""The ``simalloc`` command line: run, bench, soak, ab, validate, native, options and more.
 
 ::
 
-    simalloc run     [--workload mixed --ops N --ws 400 --seed 1] [--set KEY=VALUE,...]
+    simalloc run     [--workload mixed --ops N --ws 400 --seed 1] [--set KEY=VALUE,...] [--events F] [--break K]
     simalloc bench   [--runs 3] [--native] [--isolate] [--json]
     simalloc soak    [--duration 10 --epoch 1] [--csv soak.csv] [--json]
     simalloc ab      [--a KEY=VALUE,... | --a-config FILE] [--b ... | --b-config FILE]
@@ -13,6 +13,9 @@
                      [--gate]
     simalloc native  [--ops N --ws 400 --seed 1 --runs 1]
     simalloc options [--set KEY=VALUE,...]
+
+Commands with their own modules (``_PLUGINS``; ``simalloc COMMAND --help``): strace, verify,
+replay, record (``simalloc.trace.cli``), lab54, show, sweep, grade (``simalloc.experiments``).
 
 ``simalloc ab`` with no arguments is Phase 54's experiment: A = FAST (``HAKMEM_SS_MEM_LEAN=0``)
 against B = LEAN (``HAKMEM_SS_MEM_LEAN=1``, decommit FREE) on Mixed WS=400, 3 interleaved runs
@@ -43,6 +46,7 @@ A failed run outranks the verdict: ``ab --gate`` exits 1, not 4, when a run cras
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -52,6 +56,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .errors import AllocatorError, ConfigError, UnmodelledOptionWarning
+from .events import KINDS as EVENT_KINDS
 from .kernel import kernel_name
 
 __all__ = ["CYTHON_OPS", "EXIT_FAILED", "EXIT_NEUTRAL", "EXIT_NO_GO", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -223,6 +228,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, default=10, help="timed epochs (default 10)")
     sp.add_argument("--isolate", action="store_true", help="run in a fresh process")
     sp.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+    sp.add_argument("--events", metavar="FILE", help="write the decision log (simalloc.events) to FILE, JSON lines")
+    sp.add_argument("--break", dest="break_kind", metavar="KIND", choices=EVENT_KINDS, help="stop in pdb at "
+                    "the first decision-log record of KIND (pure-Python kernel): " + ", ".join(EVENT_KINDS))
 
     sp = sub.add_parser("bench", parents=[kern], help="N runs of one config",
                         epilog=_EXIT_BENCH, formatter_class=raw)
@@ -274,7 +282,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--gate", action="store_true",
                     help="exit 3 on NEUTRAL and 4 on NO-GO (default: 0 for any verdict)")
     g = sp.add_argument_group("criteria")
-    g.add_argument("--resident-metric", choices=("peak", "mean", "final", "process_peak"),
+    g.add_argument("--resident-metric", choices=("peak", "mean", "virtual_mean", "final", "process_peak"),
                    default="peak", help="resident figure judged (default peak)")
     g.add_argument("--throughput-metric", choices=("median", "mean"), default="median")
     g.add_argument("--cv-metric", choices=("runs", "epochs"), default="runs")
@@ -311,7 +319,18 @@ def _parser() -> argparse.ArgumentParser:
     _COMMANDS.update(add_subcommand(sub, kern, finite=_finite, criteria=_criteria,
                                     base_overrides=_base_overrides, scalar=_scalar, fail=_fail,
                                     dump_json=_dump_json, log=_log))
+    for name in _PLUGINS:  # each brings its own parsers: add_subcommands(sub, kern) -> {cmd: func}
+        _COMMANDS.update(importlib.import_module(name).add_subcommands(sub, kern))
     return p
+
+
+#: Command modules outside this file (one concept each), in ``simalloc --help`` order.
+_PLUGINS: tuple[str, ...] = (
+    "simalloc.experiments.lab54_cli",
+    "simalloc.experiments.show_cli",
+    "simalloc.experiments.sweep_cli",
+    "simalloc.experiments.grade_cli",
+)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -335,7 +354,8 @@ def _run_spec(args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
     describe = _check_workload(args.workload, args.ops, args.ws, args.seed, params)
     try:
         spec = RunSpec(workload=args.workload, ops=args.ops, ws=args.ws, seed=args.seed,
-                       params=params, overrides=overrides, epochs=args.epochs)
+                       params=params, overrides=overrides, epochs=args.epochs,
+                       events_path=getattr(args, "events", "") or "", break_kind=getattr(args, "break_kind", "") or "")
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return spec, describe
@@ -346,6 +366,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.overrides import format_overrides
 
     overrides = _base_overrides(args)
+    if args.break_kind and (args.isolate or overrides.setdefault("kernel", "python") != "python"):
+        raise ConfigError("--break runs pdb in this process on the pure-Python kernel: drop --isolate / --kernel")
     _info(args, _kernel_line(overrides))
     spec, describe = _run_spec(args, overrides)
     _info(args, f"workload: {describe}")
@@ -369,6 +391,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"whole process incl. the Python interpreter: VmRSS {r.process_rss_bytes >> 10} KiB, "
           f"VmHWM {r.process_peak_rss_bytes >> 10} KiB")
     print(f"syscalls: {r.syscalls} in the timed part ({r.syscalls_per_op:.3g}/op)")
+    print(f"refaults: {r.refaults} pages written again after a release ({r.refaults_per_op:.3g}/op, "
+          f"{r.refault_bytes_per_op:.3g} bytes/op); rescues (MADV_FREE, no fault): {r.rescues}")
     print(f"lean: {r.explain_lean}")
     return _fail("run", [r.error], 1) if r.error else EXIT_OK
 

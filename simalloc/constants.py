@@ -121,11 +121,14 @@ C_RES_SINCE_OPS = 13  # operation count at the last reset
 C_RES_SINCE_NS = 14  # monotonic ns at the last reset
 C_DEFERRED = 15  # 1 while signals are held (oslayer/signals.py); C_NEXT_TICK is 0 meanwhile
 C_TICK_DUE = 16  # operation count at which the policy clock is due (C_NEXT_TICK when nothing is held)
+# Refaults (simalloc/pages.py): pages written again after the heap gave them back, all time.
+C_REFAULTS = 17  # writes to PAGE_RELEASED pages: each one a page fault the release caused
+C_RESCUES = 18  # writes to PAGE_LAZY pages before the kernel reclaimed them (MADV_FREE: no fault)
 N_COUNTERS = 24  # slots reserved (unused ones stay 0)
 KERNEL_COUNTER_NAMES = ("ops", "live", "refills", "drains", "slow_refills", "next_tick", "resident_pages",
                         "lazy_pages", "resident_peak_pages", "resident_ops_area", "resident_ns_area",
                         "resident_last_ops", "resident_last_ns", "resident_since_ops", "resident_since_ns",
-                        "signals_deferred", "tick_due")
+                        "signals_deferred", "tick_due", "refaults", "rescues")
 
 # Hardened ("secure") mode, modelled on mimalloc's secure mode and jemalloc's junk filling.
 #: A free-list link is stored as ``next ^ key ^ (block_offset << SECURE_LINK_SHIFT)`` (u32; the
@@ -138,12 +141,16 @@ FREE_JUNK = 0x5A
 PAGE_UNTOUCHED = 0  # never written since mapped or given back (not resident)
 PAGE_RESIDENT = 1  # written: resident
 PAGE_LAZY = 2  # resident, but given back with MADV_FREE and not written since (LazyFree)
+PAGE_RELEASED = 3  # written once, then given back (DONTNEED; PAGEOUT of a lazy page): a write refaults
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
 
 # Operation kinds of a replayable operation stream (rows of an int64 array: kind, slot, size).
 OP_MALLOC = 0
 OP_FREE = 1
 OP_REALLOC = 2
+#: Virtual time passes with no operation (``Heap.idle``): the size column holds nanoseconds
+#: idle, the slot column is ignored (0).  Not an operation: the op counter does not move.
+OP_IDLE = 3
 
 
 def ss_size(lg: int) -> int:

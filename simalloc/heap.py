@@ -32,9 +32,11 @@ from . import constants as K
 from . import reports
 from .checker import check_state
 from .errors import HeapClosedError, HeapCorruptionError, InvalidPointerError, InvalidSizeError
+from .events import Sink, make_log, records_of
 from .guard import busy, held, open_call
 from .kernel import load_kernel
 from .large import LargeBlocks
+from .occupancy import Occupancy, render_map, snapshot
 from .options import Config
 from .oslayer import OSLayer
 from .oslayer.signals import SignalDeferral
@@ -55,10 +57,11 @@ class Heap:
     ``Heap(mem_lean=True)`` or ``Heap(config, **overrides)`` sets them in code.  A custom
     :class:`~simalloc.policy.ReleasePolicy` instance may be passed as ``policy=``, and an OS
     layer as ``os=`` (default: a new :class:`~simalloc.oslayer.OSLayer`; tests pass a
-    fault-injecting one).  Use as a context manager, or call :meth:`close`."""
+    fault-injecting one).  ``events=True`` or a sink turns the decision log on (:meth:`events`,
+    :mod:`simalloc.events`).  Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, config: Config | None = None, *, policy: ReleasePolicy | str | None = None,
-                 os: OSLayer | None = None, **overrides: Any) -> None:
+                 os: OSLayer | None = None, events: bool | Sink | None = None, **overrides: Any) -> None:
         self._closed = True  # until fully built: a failed __init__ leaves nothing to close
         self._gate = [None]  # one token: the heap serves one call at a time (guard.py)
         self._close_pending = False
@@ -79,6 +82,7 @@ class Heap:
         self.policy: ReleasePolicy = policy if policy is not None else make_policy(config)
         st = HeapState(config, self.os, self.policy)
         self._slow = HeapSlowPath(st)
+        st.log = make_log(events, st, self._slow.ctx)  # decision log (events.py): None = off
         kmod = load_kernel(config.kernel)
         lut = K.build_size_lut(config.tiny_max_class)[:config.tiny_max_size + 1]  # tiny limit
         self.kernel: KernelLike = kmod.Kernel(
@@ -89,6 +93,7 @@ class Heap:
         st.sig = self._sig = SignalDeferral(self.kernel.counters, always=kmod.KERNEL_NAME == "python")
         st.registry = Registry(self.kernel, st.lg)
         st.pages = PageModel(self.kernel)
+        st.pages.ns_per_op = st.ns_per_op
         self.os.observer = st.pages.observe
         st.large = LargeBlocks(self.os, st.pages)
         st.mid.pages = st.pages
@@ -177,7 +182,9 @@ class Heap:
     def realloc(self, ptr: int, size: int) -> int:
         """Resize the block at ``ptr``: same block if the size still fits its class, else a new
         block with the old bytes copied.  ``realloc(0, n)`` = malloc; ``realloc(p, 0)`` frees
-        and returns 0 (glibc's behaviour)."""
+        and returns 0 (glibc's behaviour).  An exception leaves ``ptr`` live and takes no new
+        block -- unless an event callback raised after the move: then ``ptr`` is freed and the
+        exception's ``realloc_result`` is the new block."""
         size = check_size(size)
         ptr = check_pointer(ptr)
         new = self._slow.realloc(ptr, size) if ptr else self.kernel.malloc(size)
@@ -219,8 +226,16 @@ class Heap:
         return self._slow.force_reclaim()
 
     def clock(self) -> Clock:
-        """Operations applied and seconds since the heap opened."""
+        """Operations applied, seconds since the heap opened, and virtual ns (ops x
+        ``ns_per_op`` + time idle)."""
         return self._st.clock()
+
+    @held
+    def idle(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass with no operation (nothing sleeps): a background
+        policy ticks at each wake-up of its thread, others see nothing.  InvalidSizeError if
+        ``seconds`` is not a finite number >= 0."""
+        self._slow.idle(self._slow.idle_ns_of(seconds))
 
     @held
     def tick(self) -> None:
@@ -325,6 +340,20 @@ class Heap:
     def memory_report(self) -> dict[str, int]:
         """The mapped bytes split into parts that add up exactly to ``mapped_bytes``."""
         return reports.memory_report(self._st)
+
+    def events(self, as_array: bool = False) -> list[dict[str, Any]] | np.ndarray:
+        """The decision log kept by ``Heap(events=True)`` (:mod:`simalloc.events`): a list of
+        dicts, or a numpy structured array; empty when off or sent to a sink."""
+        return records_of(self._st.log, as_array)
+
+    @open_call
+    def occupancy(self) -> Occupancy:
+        """Every mapped superslab and slab: state, fill, resident pages, scheduled purges."""
+        return snapshot(self._st, self._slow.ctx)
+
+    def show(self, color: bool = False) -> str:
+        """The occupancy map as text, one character per slab, with its legend (occupancy.py)."""
+        return render_map(self.occupancy(), color=color)
 
     @open_call
     def empty_report(self) -> dict[str, int]:

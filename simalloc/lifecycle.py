@@ -12,7 +12,8 @@ State machine (``superslab.py``)::
 OS calls (hakmem's ``ss_maybe_decommit_superslab``); :meth:`~SuperslabLife.decommit_slab` and
 :meth:`~SuperslabLife.decommit_cached` are the policies' two other actions (slab-granular purge,
 and purging a superslab that was cached warm).  Every page given back or touched here is also
-told to the resident-page model (``HeapState.pages``).
+told to the resident-page model (``HeapState.pages``), and every acquisition, decision, unmap
+and eviction to the decision log when it is on (``HeapState.log``, ``events.py``).
 
 Exceptions (a policy that raises, an OS call that fails, KeyboardInterrupt) never leave a
 superslab half-released: a failed decision falls back to *keep*, then the error propagates.
@@ -58,6 +59,10 @@ class SuperslabLife:
         else:
             ss = self.map_superslab()
             st.counters["ss_fresh"] += 1
+        if st.log is not None:
+            st.log.emit("acquire_lru" if e is not None else "acquire_mmap", ss.idx, nbytes=ss.size, why=(
+                "no free slab: no cached superslab, so a fresh mmap" if e is None else
+                f"no free slab: the LRU cache's most recent superslab ({'cold' if e.decommitted else 'warm'})"))
         st.counters["ss_acquired"] += 1
         ss.activate()
         self._formatted(ss)
@@ -109,9 +114,11 @@ class SuperslabLife:
             except OSLayerError:
                 self._advice_refused = True
                 st.counters["madvise_disabled"] += 1
-        if st.config.ss_prefault == 2:  # TOUCH: one store per page (the header is formatted later)
+        if st.config.ss_prefault == 2:  # TOUCH: one plain store per page, one fault (a read
+            # first would map the zero page: two).  Contents need not survive: activate()
+            # reformats the header and makes every slab UNUSED (carved afresh).
             pages = np.frombuffer(ss.w8, dtype=np.uint8)[::K.PAGE_SIZE]
-            np.bitwise_or(pages, 0, out=pages)
+            pages.fill(0)
             del pages
             st.pages.superslab(ss.idx, 0, ss.size, HOW_TOUCH)
             st.counters["prefault_pages"] += ss.size // K.PAGE_SIZE
@@ -137,6 +144,9 @@ class SuperslabLife:
         st.warm.discard_superslab(ss.idx)  # it leaves ACTIVE: no warm pool may hand it out
         st.n_active -= 1
         st.counters["ss_empty_events"] += 1
+        if st.log is not None:
+            st.log.emit("superslab_empty", ss.idx, nbytes=ss.size,
+                        why=f"every slab is empty; {st.policy.describe()} decides")
         c = st.clock()
         decision: Release = Release.keep()
         try:
@@ -157,9 +167,9 @@ class SuperslabLife:
         if decision.retire:
             st.counters["lean_retire"] += 1
         if decision.action == "unmap":
-            self.unmap_superslab(ss.idx)
+            self.unmap_superslab(ss.idx, why=decision.why)
             return
-        decommitted = False
+        decommitted, lo = False, 0
         try:
             if decision.action == "decommit":
                 lo = 0 if st.config.lean_range == "all" else K.header_bytes(st.lg)
@@ -170,14 +180,24 @@ class SuperslabLife:
             now = st.seconds()
             ss.to_cached(decommitted)
             st.counters["ss_cached"] += 1
+            if st.log is not None:
+                failed = " [decommit failed: kept warm]" if decision.action == "decommit" and not decommitted else ""
+                st.log.emit("decommit_superslab" if decommitted else "keep", ss.idx, stage="empty" if
+                            decommitted else "", advice=decision.advice if decommitted else "",
+                            nbytes=ss.size - lo, why=decision.why + failed)
             st.lru.push(ss.idx, now, decommitted)
             for idx in st.lru.evict_over_limits(now):
                 st.counters["lru_evictions"] += 1
-                self.unmap_superslab(idx)
+                self.unmap_superslab(idx, evicted=True)
 
-    def unmap_superslab(self, idx: int) -> None:
+    def unmap_superslab(self, idx: int, evicted: bool = False, why: str = "") -> None:
+        """Unmap superslab ``idx``: a policy's decision (``why`` its reason) or an LRU eviction."""
         st = self.st
         ss = st.superslab(idx)
+        if st.log is not None:
+            st.log.emit("evict" if evicted else "unmap", idx, nbytes=ss.size, why=why if not evicted else (
+                f"over the LRU cache's limits ({st.lru.max_cached} superslabs, {st.lru.max_bytes >> 20} MiB, "
+                f"TTL {st.lru.ttl:g} s)"))
         st.registry.delete(ss.base)
         st.kernel.detach(idx)
         ss.release_views()
@@ -202,6 +222,9 @@ class SuperslabLife:
         ss.set_meta(slab, K.M_CARVED, 0)
         ss.set_meta(slab, K.M_STATE, K.SLAB_DECOMMITTED)
         st.counters["slab_decommits"] += 1
+        if st.log is not None:
+            st.log.emit("decommit_slab", idx, slab, ss.slab_class(slab), advice=advice,
+                        nbytes=(slab + 1) * K.SLAB_SIZE - start, why=why or getattr(st.policy, "last_reason", ""))
         return True
 
     def cached_superslabs(self) -> list[tuple[int, float, bool]]:
@@ -225,6 +248,9 @@ class SuperslabLife:
         ss.to_cached(True)
         st.lru.mark_decommitted(idx)
         st.counters["cached_decommits"] += 1
+        if st.log is not None:
+            st.log.emit("decommit_superslab", idx, stage="cached", advice=advice, nbytes=ss.size - lo,
+                        why=why or getattr(st.policy, "last_reason", ""))
         return True
 
     def prewarm(self) -> None:

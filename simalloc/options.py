@@ -260,6 +260,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("ss_acquire_advice", "mmap", "choice",
            "per-acquisition madvise (WILLNEED, or POPULATE_WRITE with ss_prefault=1): mmap (each superslab "
            "mapped), every (LRU pops too) or off", (), choices=("mmap", "every", "off")),
+    Option("refill_order", "policy", "choice",
+           "which partial slab a refill takes: policy (the release policy's refill_order), lowest-address, "
+           "most-full, lifo", (), choices=("policy", "lowest-address", "most-full", "lifo")),
     # -- OS layer -------------------------------------------------------------------------
     Option("nohugepage", True, "bool", "madvise(MADV_NOHUGEPAGE) each superslab for reproducible residency", ()),
     Option("os_stats", False, "bool", "print one [SS_OS_STATS] line at close, as hakmem does",
@@ -269,6 +272,9 @@ OPTIONS: tuple[Option, ...] = (
            (), choices=("auto", "cython", "python")),
     Option("tick_interval_ops", 65536, "int", "batch replay returns to the policy's tick() every N ops (0 = never)",
            (), minimum=0, maximum=_MAX_TICK_OPS),
+    Option("ns_per_op", 16.6, "float",
+           "virtual clock: ns one operation takes (16.6 = 1e9 / 60.19M ops/s, hakmem FAST on Mixed WS=400, Phase "
+           "54); virtual time = ops x ns_per_op + idle time (Heap.idle)", (), minimum=0, maximum=1e9),
     Option("debug", 0, "int", "0 off; 1 cheap checks; 2 check() after every slow-path event; 3 check() after every op",
            (), minimum=0, maximum=3),
     Option("secure", False, "bool", "hardened mode (mimalloc's secure mode): free-list links encoded with a per-heap "
@@ -339,10 +345,12 @@ class Config:
     superslab_reuse: int = 0
     ss_prefault: int = 0
     ss_acquire_advice: str = "mmap"
+    refill_order: str = "policy"
     nohugepage: bool = True
     os_stats: bool = False
     kernel: str = "auto"
     tick_interval_ops: int = 65536
+    ns_per_op: float = 16.6
     debug: int = 0
     secure: bool = False
 

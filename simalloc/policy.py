@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .constants import SLAB_EMPTY
@@ -59,17 +60,23 @@ __all__ = [
     "ReleasePolicy",
     "SlabEvent",
     "SuperslabEvent",
+    "BUILTIN_POLICIES",
     "PRESETS",
     "make_policy",
+    "policy_overrides",
 ]
 
 
 @dataclass(frozen=True)
 class Clock:
-    """The heap's clock: operations applied and seconds since the heap opened."""
+    """The heap's clock: operations applied, wall seconds since the heap opened, and virtual
+    nanoseconds: ``ops x ns_per_op`` (option ``ns_per_op``) plus the idle time
+    (``Heap.idle``, ``OP_IDLE`` rows).  Policies that model a timed rule read ``virtual_ns``
+    (None only from a clock built without it)."""
 
     ops: int
     seconds: float
+    virtual_ns: int | None = None
 
 
 class PolicyActions(Protocol):
@@ -208,9 +215,18 @@ def _mib(n: int) -> str:
 
 
 class ReleasePolicy:
-    """Base policy: keep everything (hooks do nothing).  Subclass and override hooks."""
+    """Base policy: keep everything (hooks do nothing).  Subclass and override hooks.
+
+    ``clock_kind`` says how the policy's clock runs while the program is idle
+    (``Heap.idle``): ``"activity"`` (ticks come from operations; none while idle),
+    ``"free-driven"`` (no clock at all) or ``"background"`` (a thread: while idle the heap
+    ticks it at every :meth:`next_wake_ns` inside the idle span).  ``refill_order`` is the
+    partial-slab refill order the heap uses under this policy (slowpath.py):
+    ``"lowest-address"``, ``"most-full"`` or ``"lifo"``."""
 
     name = "base"
+    clock_kind = "activity"
+    refill_order = "lowest-address"
 
     def on_slab_empty(self, ctx: PolicyContext, ev: SlabEvent) -> None:
         """A slab in a live superslab emptied.  Default: leave it resident."""
@@ -221,6 +237,17 @@ class ReleasePolicy:
 
     def tick(self, ctx: PolicyContext) -> None:
         """The clock moved.  Default: nothing."""
+
+    def next_wake_ns(self, ctx: PolicyContext) -> int | None:
+        """A ``"background"`` policy: the virtual ns at which its thread next wakes (None:
+        asleep until an event wakes it).  ``Heap.idle`` ticks at each such time inside the
+        idle span.  Default: None."""
+        return None
+
+    def scheduled(self, ctx: PolicyContext) -> set[tuple[int, int | None]]:
+        """What the policy holds for a purge with a deadline: ``(superslab, slab)``, slab None
+        for a whole cached superslab (``Heap.occupancy()`` draws it ``~``).  Default: none."""
+        return set()
 
     def allow_prewarm(self) -> bool:
         return True
@@ -295,7 +322,7 @@ class DelayedSlabPurgePolicy(FastPolicy):
         self.delay_ops = delay_ops
         self.advice = advice
         self._pending: dict[tuple[int, int], int] = {}  # (ss, slab) -> deadline in ops
-        #: The reason for the latest slab decision (``ctx.decommit_slab`` takes no reason).
+        #: The reason for the latest slab decision (also passed as ``decommit_slab(..., why=)``).
         self.last_reason = ""
 
     def on_slab_empty(self, ctx: PolicyContext, ev: SlabEvent) -> None:
@@ -305,7 +332,7 @@ class DelayedSlabPurgePolicy(FastPolicy):
             return
         if self.delay_ops == 0:
             self.last_reason = f"{where}: decommit at once ({self.advice}, delay_ops=0)"
-            ctx.decommit_slab(ev.ss, ev.slab, self.advice)
+            ctx.decommit_slab(ev.ss, ev.slab, self.advice, why=self.last_reason)
         else:
             self._pending[(ev.ss, ev.slab)] = ev.ops + self.delay_ops
             self.last_reason = (f"{where}: purge scheduled at op {ev.ops + self.delay_ops} "
@@ -321,13 +348,45 @@ class DelayedSlabPurgePolicy(FastPolicy):
                 del self._pending[key]
                 self.last_reason = (f"slab {key[0]}.{key[1]} stayed empty {self.delay_ops} ops "
                                     f"(due at op {deadline}, now {now}): decommit ({self.advice})")
-                ctx.decommit_slab(key[0], key[1], self.advice)  # no-op unless still empty
+                ctx.decommit_slab(key[0], key[1], self.advice, why=self.last_reason)  # no-op unless still empty
+
+    def scheduled(self, ctx: PolicyContext) -> set[tuple[int, int | None]]:
+        return set(self._pending)
 
 
 #: Release-rule presets by name (``jemalloc-decay``, ``mimalloc-purge``, ...): name -> class,
 #: constructed with no arguments (the allocator's own defaults).  ``simalloc.presets`` fills it
 #: when imported; :func:`make_policy` imports it lazily (presets.py imports this module).
 PRESETS: dict[str, Callable[[], ReleasePolicy]] = {}
+
+
+#: The built-in policy names and the config overrides each stands for: the one table behind
+#: ``--policy`` of ``replay`` / ``record`` / ``verify``, the sweep's and the grader's names.
+BUILTIN_POLICIES: MappingProxyType[str, MappingProxyType[str, str]] = MappingProxyType({
+    "fast": MappingProxyType({"policy": "fast", "mem_lean": "0"}),
+    "lean": MappingProxyType({"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "FREE"}),
+    "lean-free": MappingProxyType({"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "FREE"}),
+    "lean-dontneed": MappingProxyType({"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "DONTNEED"}),
+    "slab-purge": MappingProxyType({"policy": "slab-purge", "mem_lean": "0"}),
+})
+
+
+def policy_overrides(name: str) -> dict[str, str]:
+    """Config overrides for a policy name -- every name :func:`make_policy` accepts: a
+    built-in of :data:`BUILTIN_POLICIES`, ``auto`` (``{}``: the environment decides), a preset
+    of :data:`PRESETS` or ``module:Class`` (``{"policy": name}``).  ConfigError otherwise."""
+    name = name.strip()
+    if name in BUILTIN_POLICIES:
+        return dict(BUILTIN_POLICIES[name])
+    if name == "auto":
+        return {}
+    if ":" in name:
+        return {"policy": name}
+    importlib.import_module(".presets", __package__)  # registers the presets
+    if name in PRESETS:
+        return {"policy": name}
+    names = ", ".join([*BUILTIN_POLICIES, "auto", *PRESETS])
+    raise ConfigError(f"policy {name!r}: expected one of {names} or module:Class")
 
 
 def make_policy(config: Config) -> ReleasePolicy:

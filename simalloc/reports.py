@@ -10,7 +10,8 @@ Sources (the ``source`` column):
 * ``kernel``  -- the hot path's counters (``constants.C_*`` slots of ``kernel.counters``);
 * ``slow``    -- slow-path event counters (``state.SLOW_COUNTERS``);
 * ``census``  -- a walk of the slab meta records and front caches at the time of the call;
-* ``heap``    -- the heap's own tables (superslab table, LRU, warm pools, Mid regions, large blocks).
+* ``heap``    -- the heap's own tables (superslab table, LRU, warm pools, Mid regions, large blocks);
+* ``model``   -- the resident-page model (``simalloc/pages.py``): resident bytes, refaults, rescues.
 
 Every figure here is about the heap's own mappings, never the whole process; the process-wide
 VmRSS / VmHWM in :func:`residency` include the Python interpreter and say so in their names.
@@ -137,6 +138,16 @@ STAT_FIELDS: tuple[StatField, ...] = (
               lambda st, c: st.pages.figures()["lazyfree_bytes"]),
     StatField("resident_peak_bytes", "model", "most heap-own resident bytes at any instant since the last reset",
               lambda st, c: st.pages.figures()["resident_peak_bytes"]),
+    StatField("refaults", "model", "pages written again after the heap gave them back (MADV_DONTNEED, or "
+              "MADV_FREE then reclaimed): one page fault each, all time (pages.py)",
+              lambda st, c: int(st.kernel.counters[K.C_REFAULTS])),
+    StatField("refault_bytes", "model", "refaults in bytes (refaults x page size)",
+              lambda st, c: int(st.kernel.counters[K.C_REFAULTS]) * K.PAGE_SIZE),
+    StatField("rescues", "model", "MADV_FREE'd pages written again before the kernel reclaimed them "
+              "(no fault: what MADV_FREE saves over DONTNEED), all time",
+              lambda st, c: int(st.kernel.counters[K.C_RESCUES])),
+    StatField("rescued_bytes", "model", "rescues in bytes",
+              lambda st, c: int(st.kernel.counters[K.C_RESCUES]) * K.PAGE_SIZE),
     _os("mapped_bytes", "mapped_bytes", "bytes currently mapped by the heap (alignment windows included)"),
     _os("mapped_peak_bytes", "mapped_peak", "most bytes ever mapped at once"),
     _slow("ss_acquired", "superslabs made ACTIVE (stage 5: LRU pop or fresh mmap)"),

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["SlabSet"]
+__all__ = ["KeySet", "SlabSet"]
 
 Key = tuple[int, int]
 
 
-class SlabSet:
-    """A set of slab keys with ``pop_lowest``."""
+class KeySet:
+    """What every slab set shares: membership in ``_members`` (a dict keyed by slab), its size,
+    truth value, ``in`` and iteration in address order.  Subclasses keep their pop order."""
 
-    __slots__ = ("_members", "_heap")
-
-    def __init__(self) -> None:
-        self._members: dict[Key, None] = {}
-        self._heap: list[Key] = []
+    __slots__ = ("_members",)
+    _members: dict[Key, Any]
 
     def __len__(self) -> int:
         return len(self._members)
@@ -39,6 +38,16 @@ class SlabSet:
 
     def __iter__(self) -> Iterator[Key]:
         return iter(sorted(self._members))
+
+
+class SlabSet(KeySet):
+    """A set of slab keys with ``pop_lowest``."""
+
+    __slots__ = ("_heap",)
+
+    def __init__(self) -> None:
+        self._members: dict[Key, None] = {}
+        self._heap: list[Key] = []
 
     def add(self, key: Key) -> None:
         if key not in self._members:

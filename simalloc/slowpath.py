@@ -18,13 +18,15 @@ op_boundary       between two operations while signals are held: deliver them (o
 malloc_large      a request above the tiny limit: the Mid tier (mid.py, up to 32 KiB, option
                   mid_tier) or a large block (large.py, its own mmap)
 write_byte_slow   a replayed first-byte write to a large or Mid block
-apply_other       a replayed op the kernel leaves to Python (realloc)
+apply_other       a replayed op the kernel leaves to Python (realloc; ``OP_IDLE``: virtual time
+                  passes, background policies tick at their wake-ups -- :meth:`idle`)
 tick              every ``tick_interval_ops`` operations: LRU TTL and the policy's clock
 ================  ===========================================================================
 
 Refill stages when a class's current slab is exhausted, in hakmem's order and with hakmem's
 names (hakmem-design.md s3; stats keys ``stage_*``; within a shared-pool stage the lowest
-superslab index wins, so young superslabs can drain -- see ``slabset.py``):
+superslab index wins, so young superslabs can drain -- see ``slabset.py``; the partial stage
+follows the policy's ``refill_order`` -- see ``refillorder.py``):
 
 W.   the class's warm pool of superslabs (``warm_pool_size``, HAKMEM_WARM_POOL_SIZE; off at 0;
      warmpool.py), then the shared pool:
@@ -47,6 +49,10 @@ or mmap) -> ACTIVE -> release guard -> :meth:`superslab_empty` asks the policy -
 :meth:`release_superslab`, THE single conversion point of a decision into OS calls
 (hakmem's ``ss_maybe_decommit_superslab``) -> CACHED (warm or cold) or unmapped.
 
+Decision log (``events.py``): when ``st.log`` is set, each refill (with its stage), slab-empty
+and tick here -- and each life-cycle event in ``lifecycle.py`` -- is also recorded; one ``if``
+per site, nothing in the kernel.
+
 Exceptions (a policy that raises, an OS call that fails, KeyboardInterrupt) never leave a
 superslab half-released: a failed decision falls back to *keep*, then the error propagates.
 Each state-changing callback holds asynchronous signals on entry (``st.sig.hold()``), so a
@@ -67,6 +73,7 @@ from .errors import (
     DoubleFreeError,
     HeapCorruptionError,
     InvalidPointerError,
+    InvalidSizeError,
     TraceError,
 )
 from .lifecycle import SuperslabLife
@@ -81,6 +88,17 @@ if TYPE_CHECKING:
 
 __all__ = ["HeapSlowPath"]
 
+#: Decision-log entries of the refill stages: internal name -> (stage, why) (events.py).
+_STAGE_LOG = {
+    "W": ("W", "Stage W: a superslab of the class's warm pool has a slab for it"),
+    "0.5": ("0.5", "Stage 0.5 (superslab_reuse=1): the lowest EMPTY slab of any class"),
+    "1": ("1", "Stage 1: an EMPTY slab of the class's own free-slot list"),
+    "partial": ("partial", "a partial slab of the class (simalloc's partial list)"),
+    "2": ("2", "Stage 2: an UNUSED slab of an active superslab"),
+    "2e": ("2", "Stage 2, last resort: no UNUSED slab left, an EMPTY slab of another class reformatted"),
+    "3": ("3", "Stage 3: no free slab anywhere: a new superslab (see the acquire record)"),
+}
+
 
 class HeapSlowPath:
     """The kernel's slow path over one heap's state (implements ``kernel.SlowPath``)."""
@@ -91,6 +109,7 @@ class HeapSlowPath:
         self.ctx = PolicyContext(state, self.life)
         self.life.ctx = self.ctx
         self._debug_checks = state.config.debug >= 2
+        self._stage = ""  # the refill stage just taken (for the decision log)
 
     def _debug_check(self) -> None:
         if self._debug_checks:
@@ -108,6 +127,9 @@ class HeapSlowPath:
         if key is None:
             key = self._from_shared_pool(cls)
         st.bind(cls, key[0], key[1])
+        if st.log is not None:
+            stage, why = _STAGE_LOG[self._stage]
+            st.log.emit("refill", key[0], key[1], cls, stage, why=why)
         if miss:  # after binding: a prefill that cannot map more leaves a consistent heap
             st.counters["warm_pool_misses"] += 1
             self._prefill(cls, key[0])
@@ -119,6 +141,7 @@ class HeapSlowPath:
         if found is None:
             return None
         self.st.counters["stage_warm_pool"] += 1
+        self._stage = "W"
         return self._take(cls, *found)
 
     def _from_shared_pool(self, cls: int) -> tuple[int, int]:
@@ -129,24 +152,30 @@ class HeapSlowPath:
             key = self._lowest_empty()
             if key is not None:
                 ctr["stage_0_5_reuse"] += 1
+                self._stage = "0.5"
                 how = HOW_EMPTY if st.superslab(key[0]).slab_class(key[1]) == cls else HOW_REUSE
                 return self._take(cls, key[0], key[1], how)
         if st.empty[cls]:  # Stage 1: the class's free-slot list (EMPTY slabs of this class)
             ctr["stage_1_free_slot"] += 1
+            self._stage = "1"
             return self._take(cls, *st.empty[cls].pop_lowest(), HOW_EMPTY)
-        if st.partial[cls]:  # simalloc's partial list
+        if st.partial[cls]:  # simalloc's partial list, in the refill order (refillorder.py)
             ctr["stage_partial"] += 1
-            return self._take(cls, *st.partial[cls].pop_lowest(), HOW_PARTIAL)
+            self._stage = "partial"
+            return self._take(cls, *st.partial[cls].pop_next(), HOW_PARTIAL)
         if st.has_unused:  # Stage 2: an UNUSED slot of an active superslab
             idx = min(st.has_unused)
             ctr["stage_2_unused"] += 1
+            self._stage = "2"
         elif (key := self._lowest_empty()) is not None:
             # Stage 2, last resort [I]: an EMPTY slab of another class, before mapping memory
             ctr["stage_2_empty_other"] += 1
+            self._stage = "2e"
             return self._take(cls, key[0], key[1], HOW_REUSE)
         else:  # Stage 3: a new superslab (LRU, then mmap)
             idx = self.life.acquire_superslab()
             ctr["stage_3_new_ss"] += 1
+            self._stage = "3"
         return self._take(cls, idx, st.superslab(idx).first_unused(), HOW_UNUSED)
 
     def _lowest_empty(self) -> tuple[int, int] | None:
@@ -193,6 +222,10 @@ class HeapSlowPath:
         cls = ss.slab_class(slab)
         current = st.is_current(cls, idx, slab)
         st.counters["slab_empty_events"] += 1
+        if st.log is not None:
+            st.log.emit("slab_empty", idx, slab, cls, why="the superslab's last used slab" if
+                        ss.h(K.H_TOTAL_ACTIVE) == 0 else "current slab: stays bound" if current else
+                        "listed EMPTY; the policy's on_slab_empty is asked")
         if not current:
             st.partial[cls].discard((idx, slab))
             ss.set_meta(slab, K.M_STATE, K.SLAB_EMPTY)
@@ -301,13 +334,48 @@ class HeapSlowPath:
             self.st.large.write_byte(addr, value)
 
     def apply_other(self, kind: int, cur: int, size: int) -> int:
-        """Replay operations the kernel leaves to Python (realloc)."""
+        """Replay operations the kernel leaves to Python (realloc; ``OP_IDLE``: ``size`` ns of
+        virtual time pass, the slot is left as it is)."""
         self.st.sig.hold()
         if kind == K.OP_REALLOC:
             if not cur:
                 raise TraceError("realloc of an empty slot")
             return self.realloc(cur, check_size(size))
+        if kind == K.OP_IDLE:
+            if size < 0:
+                raise TraceError(f"idle row with negative time {size} ns")
+            self.idle(size)
+            return cur
         raise TraceError(f"unknown op kind {kind}")
+
+    @staticmethod
+    def idle_ns_of(seconds: object) -> int:
+        """``Heap.idle``'s argument in ns (InvalidSizeError unless a finite number >= 0)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)) \
+                or not 0 <= seconds < 1e9:
+            raise InvalidSizeError(f"idle time must be a number of seconds in [0, 1e9), not {seconds!r}")
+        return int(round(float(seconds) * 1e9))
+
+    def idle(self, ns: int) -> None:
+        """``ns`` of virtual time pass with no operation (``Heap.idle``).  A ``background``
+        policy's thread wakes at each ``next_wake_ns`` inside the span (the clock stands at the
+        wake-up while it ticks); activity-driven and free-driven policies see nothing."""
+        st = self.st
+        st.sig.hold()
+        end = st.virtual_ns() + ns
+        pol = st.policy
+        while pol.clock_kind == "background":
+            wake = pol.next_wake_ns(self.ctx)
+            if wake is None or wake > end:
+                break
+            step = max(wake - st.virtual_ns(), 0)
+            st.pages.idled(step)  # resident over virtual time (pages.py)
+            st.idle_ns += step
+            self.maintain()
+            if pol.next_wake_ns(self.ctx) == wake:
+                break  # the thread did not move its wake-up (a fake time source): stop
+        st.pages.idled(end - st.virtual_ns())
+        st.idle_ns += end - st.virtual_ns()
 
     def tick(self) -> None:
         self.st.sig.hold()
@@ -355,7 +423,15 @@ class HeapSlowPath:
         dst[:n] = src[:n]
         src.release()
         dst.release()
-        kern.free_fast(ptr)
+        ops = int(kern.counters[K.C_OPS])
+        try:  # no policy tick between the halves; a callback raising must not lose a block:
+            kern.free_now(ptr)
+        except BaseException as exc:
+            if int(kern.counters[K.C_OPS]) == ops:  # the old block is still live: drop the new one
+                kern.free_now(new)
+            else:  # done, then an event callback raised: the exception says where the bytes are
+                exc.realloc_result = new  # type: ignore[attr-defined]
+            raise
         return new
 
     def calloc(self, total: int) -> int:
@@ -389,9 +465,11 @@ class HeapSlowPath:
     def maintain(self) -> None:
         """Clock-driven work: LRU TTL eviction and the policy's tick()."""
         st = self.st
+        if st.log is not None:
+            st.log.emit("tick", why=f"the policy's clock ({type(st.policy).__name__}.tick)")
         for idx in st.lru.evict_over_limits(st.seconds()):
             st.counters["lru_evictions"] += 1
-            self.life.unmap_superslab(idx)
+            self.life.unmap_superslab(idx, evicted=True)
         st.policy.tick(self.ctx)
 
     def flush(self) -> None:

@@ -8,6 +8,8 @@ path (the kernel) shares its numpy tables and the mappings' bytes::
       '-- HeapState: config, geometry, counters, clock              state.py
             |-- superslabs[idx] -> Superslab (state machine)        superslab.py
             |-- empty[cls], partial[cls]: SlabSets of (idx, slab)   slabset.py
+            |     (partial[cls] pops in the refill order)           refillorder.py
+            |-- clock: ops, wall s, virtual ns (ops x ns_per_op + idle)
             |-- has_unused: superslabs with an UNUSED slab
             |-- lru: empty superslabs kept                          lru.py
             |-- warm: per-class warm pools of superslabs           warmpool.py
@@ -35,11 +37,13 @@ from .lru import SuperslabCache
 from .mid import MidTier
 from .oslayer import OSLayer
 from .policy import Clock, ReleasePolicy
+from .refillorder import make_slab_set, resolve_order
 from .slabset import SlabSet
 from .superslab import Superslab
 from .warmpool import WarmPools
 
 if TYPE_CHECKING:
+    from .events import EventLog
     from .large import LargeBlocks
     from .options import Config
     from .oslayer.signals import SignalDeferral
@@ -92,6 +96,7 @@ class KernelLike(Protocol):
     def alloc_fast(self, cls: int) -> int: ...
     def malloc(self, size: int) -> int: ...
     def free_fast(self, addr: int) -> None: ...
+    def free_now(self, addr: int) -> None: ...  # free_fast without the tick (realloc's second half)
     def flush(self) -> None: ...
     def write_byte(self, addr: int, value: int) -> None: ...
     def apply(self, ops: np.ndarray, slots: np.ndarray) -> int: ...
@@ -120,13 +125,20 @@ class HeapState:
         self.ever_superslabs: int = 0
         self.has_unused: set[int] = set()
         self.empty = [SlabSet() for _ in range(K.NUM_CLASSES)]  # EMPTY/DECOMMITTED slabs
-        self.partial = [SlabSet() for _ in range(K.NUM_CLASSES)]  # non-current, used < capacity
+        #: The partial stage's order (option, else the policy's ``refill_order``; refillorder.py).
+        self.refill_order = resolve_order(config.refill_order, getattr(policy, "refill_order", ""))
+        self.partial = [make_slab_set(self.refill_order, self._free_blocks)  # non-current, used < cap
+                        for _ in range(K.NUM_CLASSES)]
         self.lru: SuperslabCache = SuperslabCache(config.ss_max_cached, config.ss_max_memory_mb << 20,
                                   config.ss_ttl_sec, self.ss_bytes)
         self.counters: dict[str, int] = dict.fromkeys(SLOW_COUNTERS, 0)
         self.warm: WarmPools = WarmPools(K.NUM_CLASSES, config.warm_pool_size)
         self.mid: MidTier = MidTier(os, config.mid_tier)
         self.t0 = time.monotonic()
+        self.ns_per_op: float = config.ns_per_op
+        self.idle_ns: int = 0  # virtual time spent idle (Heap.idle, OP_IDLE rows)
+        #: The decision log (events.py), None when off: slow-path sites test it, nothing else.
+        self.log: EventLog | None = None
 
     # ------------------------------------------------------------------ clock
     def seconds(self) -> float:
@@ -135,8 +147,18 @@ class HeapState:
     def ops(self) -> int:
         return int(self.kernel.counters[K.C_OPS])
 
+    def virtual_ns(self, ops: int | None = None) -> int:
+        """Virtual time: ``ops x ns_per_op`` plus the time spent idle."""
+        return int((self.ops() if ops is None else ops) * self.ns_per_op) + self.idle_ns
+
     def clock(self) -> Clock:
-        return Clock(self.ops(), self.seconds())
+        ops = self.ops()
+        return Clock(ops, self.seconds(), self.virtual_ns(ops))
+
+    def _free_blocks(self, key: tuple[int, int]) -> int:
+        """Free blocks of slab ``key`` now (the ``most-full`` refill order reads it)."""
+        ss = self.superslab(key[0])
+        return ss.meta(key[1], K.M_CAPACITY) - ss.meta(key[1], K.M_USED)
 
     # ------------------------------------------------------------------ superslabs
     def superslab(self, idx: int) -> Superslab:

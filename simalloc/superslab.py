@@ -126,6 +126,10 @@ class Superslab:
     def slab_state(self, slab: int) -> int:
         return self.meta(slab, M_STATE)
 
+    def slab_states(self, n: int) -> list[int]:
+        """The states of slabs ``0..n-1`` in one strided read (the refill stages' scan)."""
+        return self.w32[_META0 + M_STATE:_META0 + n * SLAB_META_WORDS:SLAB_META_WORDS].tolist()
+
     def slab_class(self, slab: int) -> int:
         """The slab's class (HeapCorruptionError if its record holds no valid class)."""
         cls = self.meta(slab, M_CLASS)

@@ -111,8 +111,7 @@ def find_slab(st: HeapState, ss: Superslab, cls: int) -> tuple[int, str] | None:
     idx = ss.idx
     partial = st.partial[cls]
     first_partial = first_unused = first_other = -1
-    for s in range(st.nslabs):
-        state = ss.slab_state(s)
+    for s, state in enumerate(ss.slab_states(st.nslabs)):
         if state == K.SLAB_UNUSED:
             if first_unused < 0:
                 first_unused = s

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from simalloc import Config, DelayedSlabPurgePolicy, Heap, Release, TraceError
-from simalloc.constants import OP_FREE, OP_MALLOC
+from simalloc.constants import OP_FREE, OP_MALLOC, OP_REALLOC
 from simalloc.workloads.mixed import run_mixed
 
 SCALE = float(os.environ.get("SIMALLOC_INTERRUPT_TRIALS", "1"))
@@ -77,7 +77,8 @@ STREAM = _stream()
 def _occupancy(ops: np.ndarray, n: int) -> np.ndarray:
     occ = np.zeros(WS, bool)
     for kind, s, _ in ops[:n]:
-        occ[s] = kind == OP_MALLOC
+        if kind != OP_REALLOC:  # (a realloc to a size > 0 keeps its slot occupied)
+            occ[s] = kind == OP_MALLOC
     return occ
 
 
@@ -252,6 +253,83 @@ def test_injected_exceptions_in_per_call_loops(kernel, name):
                 heap.close()
     print(f"{kernel} {name}: {fired} injected per-call exceptions")
     assert fired >= 20
+
+
+def _realloc_stream(n: int = 3000, seed: int = 11) -> np.ndarray:
+    """``_stream`` with realloc rows in between (a quarter of the rows): tiny -> tiny (the
+    kernel's batch loop), tiny <-> Mid/large and large -> large (the slow path)."""
+    rng = random.Random(seed)
+    base = _stream(n, seed)
+    occ = np.zeros(WS, bool)
+    rows = []
+    for kind, s, size in base.tolist():
+        occ[s] = kind == OP_MALLOC
+        rows.append((kind, s, size))
+        if rng.random() < 0.35 and occ.any():
+            rows.append((OP_REALLOC, int(rng.choice(np.flatnonzero(occ))), rng.choice(SIZES)))
+    return np.array(rows, dtype=np.int64)
+
+
+REALLOC_STREAM = _realloc_stream()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_injected_exceptions_during_realloc_rows_lose_no_block(kernel, name):
+    """A realloc row moves a block (a malloc, a copy, a free): whichever callback raises, the
+    row is done or not done -- the slot holds the one live block, the other is not leaked."""
+    stream = REALLOC_STREAM
+    fired = 0
+    for cb in CALLBACKS:
+        for after in (False, True) if cb in AFTER else (False,):
+            for nth in NTH:
+                heap = _heap(kernel, name)
+                slots = np.zeros(WS, np.uint64)
+                calls = _inject(heap, cb, nth, after)
+                try:
+                    assert heap.replay(stream, slots) == len(stream) and calls[0] < nth
+                    heap.close()
+                    break
+                except Injected as exc:
+                    done = exc.ops_applied  # type: ignore[attr-defined]
+                fired += 1
+                delattr(heap._slow, cb)
+                _truthful(heap, slots)  # extra=0: the block a half-done realloc took is not lost
+                _finish(heap, stream, slots, done)
+                heap.close()
+    print(f"{kernel} {name}: {fired} injected exceptions in a stream with reallocs")
+    assert fired >= 40
+
+
+def test_realloc_rows_run_in_the_batch_loop_and_keep_the_bytes(kernel):
+    """tiny -> tiny reallocs in ``replay`` (the kernel's loop) move the first min(usable,
+    size) bytes, count two ops, and leave the same heap state as ``Heap.realloc`` calls."""
+    sizes = [(10, 200), (200, 10), (100, 100), (1000, 30), (30, 2000), (2000, 5000), (5000, 40)]
+    a = Heap(Config.defaults(kernel=kernel, tiny_prewarm=False))
+    b = Heap(Config.defaults(kernel=kernel, tiny_prewarm=False))
+    slots = np.zeros(len(sizes), np.uint64)
+    for i, (s0, s1) in enumerate(sizes):
+        a.replay([[OP_MALLOC, i, s0]], slots)
+        v = a.view(int(slots[i]))
+        v[:s0] = bytes((i * 7 + k) & 0xFF for k in range(s0))
+        v.release()
+        p = b.malloc(s0)
+        v = b.view(p)
+        v[:s0] = bytes((i * 7 + k) & 0xFF for k in range(s0))
+        v.release()
+        ops0 = a.stats()["ops"]
+        a.replay([[OP_REALLOC, i, s1]], slots)
+        q = b.realloc(p, s1)
+        moved = a.kernel.lut[s0] != a.kernel.lut[s1] if max(s0, s1) <= a.kernel.tiny_max else True
+        assert a.stats()["ops"] - ops0 == (2 if moved else 0) or max(s0, s1) > a.kernel.tiny_max
+        assert bytes(a.view(int(slots[i]))[:min(s0, s1)]) == bytes(b.view(q)[:min(s0, s1)])
+        assert bytes(a.view(int(slots[i]))[:min(s0, s1)]) == bytes((i * 7 + k) & 0xFF for k in range(min(s0, s1)))
+    assert a.stats()["live_blocks"] == b.stats()["live_blocks"] == len(sizes)
+    a.check()
+    a.drain_slots(slots)
+    assert a.stats()["live_blocks"] == 0
+    a.check()
+    a.close()
+    b.close()
 
 
 # ---------------------------------------------------------------------- SIGINT trials

@@ -164,6 +164,40 @@ def test_replay_identical():
             h.close()
 
 
+@pytest.mark.parametrize("overrides", [{}, {"secure": True}, {"front_cache_cap": 0},
+                                       {"front_cache_cap": 4, "front_drain_batch": 2, "policy": "slab-purge"}])
+def test_replay_with_reallocs_identical(overrides):
+    """Realloc rows in ``Heap.replay`` (tiny -> tiny in the kernel's batch loop, the rest in the
+    slow path; a same-class realloc keeps its block): the same decisions and bytes on both."""
+    c = simalloc.constants
+    rng = np.random.default_rng(11)
+    n, nslots = 12_000, 300
+    ops = np.zeros((n, 3), np.int64)
+    occupied = np.zeros(nslots, bool)
+    for i in range(n):
+        s = int(rng.integers(nslots))
+        size = int(rng.choice([rng.integers(1, 2100), rng.integers(2100, 40_000)], p=[0.9, 0.1]))
+        if occupied[s]:
+            ops[i] = (c.OP_REALLOC, s, size) if rng.random() < 0.4 else (c.OP_FREE, s, 0)
+        else:
+            ops[i] = (c.OP_MALLOC, s, size)
+        occupied[s] = ops[i, 0] != c.OP_FREE
+    heaps = _pair(**overrides)
+    try:
+        slots = [np.zeros(nslots, np.uint64) for _ in heaps]
+        for h, sl in zip(heaps, slots, strict=True):
+            assert h.replay(ops, sl) == n
+            h.check()
+        where = [[_where(h, int(p)) if p else None for p in sl] for h, sl in zip(heaps, slots, strict=True)]
+        assert where[0] == where[1]
+        assert _stats(heaps[0]) == _stats(heaps[1])
+        first = [[bytes(h.view(int(p))[:1]) if p else b"" for p in sl] for h, sl in zip(heaps, slots, strict=True)]
+        assert first[0] == first[1]  # each block's first byte: its malloc's size & 0xFF, moved along
+    finally:
+        for h in heaps:
+            h.close()
+
+
 def test_one_source_two_builds():
     """The compiled kernel is built from the Python kernel's source (same docstrings, same
     public names) and says which build it is."""

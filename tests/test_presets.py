@@ -120,7 +120,8 @@ class Recorder:
 # ====================================================================== a context without a heap
 class FakeCtx:
     """A PolicyContext stand-in for rule arithmetic: EMPTY slabs, cached superslabs and the
-    proposed cached-superslab methods (``cached_superslabs``, ``decommit_cached``)."""
+    proposed cached-superslab methods (``cached_superslabs``, ``decommit_cached``); both
+    decommits take ``why=`` as the real context does and keep it (``reasons``)."""
 
     def __init__(self, cached_api: bool = False) -> None:
         self.config = Config.defaults()
@@ -130,6 +131,7 @@ class FakeCtx:
         self.cached: dict[int, bool] = {}  # idx -> decommitted
         self.decommits: list[tuple[int, int, str]] = []
         self.cached_decommits: list[tuple[int, str]] = []
+        self.reasons: list[str] = []  # the why= of every decommit, in order
         if cached_api:
             self.cached_superslabs = lambda: [(i, 0.0, d) for i, d in self.cached.items()]
             self.decommit_cached = self._decommit_cached
@@ -146,11 +148,12 @@ class FakeCtx:
     def empty_slabs(self) -> list[tuple[int, int]]:
         return list(self.empty)
 
-    def decommit_slab(self, ss: int, slab: int, advice: str = "DONTNEED") -> bool:
+    def decommit_slab(self, ss: int, slab: int, advice: str = "DONTNEED", why: str = "") -> bool:
         if (ss, slab) not in self.empty:
             return False
         self.empty.remove((ss, slab))
         self.decommits.append((ss, slab, advice))
+        self.reasons.append(why)
         return True
 
     def _decommit_cached(self, idx: int, advice: str = "DONTNEED", why: str = "") -> bool:
@@ -158,6 +161,7 @@ class FakeCtx:
             return False
         self.cached[idx] = True
         self.cached_decommits.append((idx, advice))
+        self.reasons.append(why)
         return True
 
 
@@ -621,8 +625,47 @@ def test_builtin_policies_give_reasons(make_heap: Any) -> None:
     assert lean.on_superslab_empty(ctx, ev).why.startswith("within budget")  # type: ignore[arg-type]
     assert "OFF" in LeanPolicy("OFF").on_superslab_empty(ctx, ev).why  # type: ignore[arg-type]
     assert "unmap" in LeanPolicy("FREE", 1, "unmap").on_superslab_empty(ctx, ev).why  # type: ignore[arg-type]
-    # slab decisions: the reason is kept on the policy (ctx.decommit_slab takes none)
+    # slab decisions: the reason goes to ctx.decommit_slab(why=...) and stays on the policy
     pol = DelayedSlabPurgePolicy(delay_ops=0)
     heap, _keeper = new_heap(make_heap, pol)
     free_slabs(heap, c7_slabs(heap, 1))
     assert "decommit at once" in pol.last_reason and stat(heap, "slab_decommits") == 1
+
+
+def test_presets_pass_their_reasons_to_the_context() -> None:
+    """Every decommit a preset makes carries its reason as ``why=`` (the decision log's), the
+    same text as ``last_reason`` at that moment: slabs (mimalloc's segment purge, gperftools'
+    scavenge) and cached superslabs (jemalloc's decay)."""
+    t = FakeTime()
+    ctx = FakeCtx()
+    pol = MimallocPurgePolicy(retire_cycles=0, time_source=t)
+    pol.on_slab_empty(ctx, slab_event(ctx, 0, 1))
+    t.ms(30)  # long past the deadline: the next free purges the segment
+    pol.on_slab_empty(ctx, slab_event(ctx, 0, 2))
+    assert len(ctx.reasons) == len(ctx.decommits) == 2
+    assert [r.split(":")[0] for r in ctx.reasons] == ["slab 0.1", "slab 0.2"]
+    assert all("deadline long passed" in r for r in ctx.reasons) and ctx.reasons[-1] == pol.last_reason
+
+    ctx = FakeCtx()
+    gp = GperftoolsScavengePolicy(release_rate=1000)
+    for slab in (1, 2, 3):
+        gp.on_slab_empty(ctx, slab_event(ctx, 0, slab, cls=3))
+    assert ctx.decommits and len(ctx.reasons) == len(ctx.decommits)
+    assert all(r.startswith("slab 0.") and "scavenge" in r for r in ctx.reasons)
+
+    t = FakeTime()
+    ctx = FakeCtx(cached_api=True)
+    je = JemallocDecayPolicy(dirty_decay_ms=200, jitter=False, time_source=t)
+    je.tick(ctx)
+    from simalloc import SuperslabEvent
+
+    ctx.cached[5] = False
+    je.on_superslab_empty(ctx, SuperslabEvent(5, 0, 0.0))
+    t.ms(1)
+    ctx.ops += 1
+    je.tick(ctx)
+    t.ms(300)  # past the whole decay period: everything purged
+    ctx.ops += 1
+    je.tick(ctx)
+    assert ctx.cached_decommits == [(5, "DONTNEED")] and len(ctx.reasons) == 1
+    assert "dirty pages > limit" in ctx.reasons[0] and je.last_reason.endswith(ctx.reasons[0])

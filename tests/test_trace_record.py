@@ -48,6 +48,35 @@ def test_record_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert doc["results"]["fast"]["peak_live_payload"] == doc["trace"]["peak_live_payload"]
 
 
+def test_record_json_stdout_is_only_json(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The recorded program prints: with --json its stdout goes to stderr, stdout parses whole;
+    a preset name (glibc-trim) is a --policy like the built-ins."""
+    pytest.importorskip("memray")
+    out = tmp_path / "p.npz"
+    rc = main(["record", "-o", str(out), "--json", "--policy", "glibc-trim", "--policy", "fast",
+               "--samples", "8", "--", sys.executable, "-c",
+               "print('hello from the child'); x = [str(i) * 3 for i in range(2000)]; print(len(x))"])
+    cap = capfd.readouterr()
+    assert rc == 0, cap.err
+    doc = json.loads(cap.out)  # the whole of stdout is one JSON document
+    assert "hello from the child" in cap.err and "2000" in cap.err
+    assert "hello from the child" not in cap.out
+    assert set(doc["results"]) == {"glibc-trim", "fast"}
+    assert doc["results"]["glibc-trim"]["policy"].startswith("glibc-trim")
+    r = doc["results"]["fast"]
+    assert len(r["timeline"]) >= 9 and r["final_resident_bytes"] == r["kernel_resident_bytes"]
+
+
+def test_record_without_json_keeps_the_programs_stdout(tmp_path: Path,
+                                                       capfd: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("memray")
+    rc = main(["record", "-o", str(tmp_path / "q.npz"), "--policy", "fast", "--samples", "2", "--",
+               sys.executable, "-c", "print('hello from the child')"])
+    cap = capfd.readouterr()
+    assert rc == 0, cap.err
+    assert "hello from the child" in cap.out and "process RSS" in cap.out
+
+
 def test_record_failing_program_and_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("memray")
     rc = main(["record", "-o", str(tmp_path / "f.npz"), "--policy", "fast", "--",

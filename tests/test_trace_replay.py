@@ -15,8 +15,9 @@ import simalloc
 from simalloc import Config, TraceError
 from simalloc.cli import main
 from simalloc.constants import OP_FREE, OP_MALLOC
+from simalloc.policy import BUILTIN_POLICIES, PRESETS, policy_overrides
 from simalloc.trace import read_trace
-from simalloc.trace.replay import POLICY_PRESETS, policy_overrides, replay_stream
+from simalloc.trace.replay import replay_stream
 
 DATA = Path(__file__).parent / "data"
 REAL = ["tiny.rep", "binary.rep", "realloc.rep", "short2.rep", "sort.mtrace", "wordfreq.ltrace",
@@ -63,7 +64,7 @@ def test_replay_leaves_exactly_the_traces_live_blocks(kernel: str) -> None:
 
 def test_every_policy_preset_replays() -> None:
     stream = read_trace(DATA / "binary.rep")
-    for name in POLICY_PRESETS:
+    for name in BUILTIN_POLICIES:
         r = replay_stream(stream, policy_overrides(name), samples=4)
         assert r["peak_live_payload"] == 172800, name
 
@@ -71,8 +72,43 @@ def test_every_policy_preset_replays() -> None:
 def test_policy_names() -> None:
     assert policy_overrides("lean-dontneed")["mem_lean_decommit"] == "DONTNEED"
     assert policy_overrides("pkg.mod:Cls") == {"policy": "pkg.mod:Cls"}
-    with pytest.raises(simalloc.ConfigError, match="--policy 'banana'"):
+    assert policy_overrides("auto") == {}
+    with pytest.raises(simalloc.ConfigError, match="policy 'banana'.*glibc-trim"):
         policy_overrides("banana")
+
+
+def test_every_name_make_policy_accepts_is_a_policy_name() -> None:
+    """Built-ins, presets and module:Class: the overrides build the policy the name says."""
+    from simalloc.policy import make_policy
+
+    assert "glibc-trim" in PRESETS and "jemalloc-decay" in PRESETS
+    for name in [*BUILTIN_POLICIES, *PRESETS, "simalloc.policy:FastPolicy"]:
+        pol = make_policy(Config.defaults(**policy_overrides(name)))
+        want = name if name in PRESETS else {"lean-free": "lean", "lean-dontneed": "lean",
+                                             "simalloc.policy:FastPolicy": "fast"}.get(name, name)
+        assert pol.name == want, name
+    with simalloc.Heap(**policy_overrides("glibc-trim")) as heap:  # as Heap(policy=...) does
+        assert heap.stats()["policy"].startswith("glibc-trim")
+
+
+def test_samples_read_the_page_model_and_the_kernel_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 samples cost no /proc read: residency() runs once, at the end, and agrees."""
+    calls: list[int] = []
+    real = simalloc.Heap.residency
+
+    def counted(self: simalloc.Heap) -> dict[str, int]:
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(simalloc.Heap, "residency", counted)
+    stream = read_trace(DATA / "textwork.npz")
+    r = replay_stream(stream, policy_overrides("fast"), samples=64, timeline=True)
+    assert len(calls) == 1
+    assert len(r["timeline"]) >= 65 and all(t[3] > 0 for t in r["timeline"][1:])
+    assert r["final_resident_bytes"] == r["kernel_resident_bytes"] > 0  # the model is exact
+    assert r["peak_resident_bytes"] >= max(t[1] for t in r["timeline"])
+    assert r["resident_at_peak_payload"] <= r["peak_resident_bytes"]
+    assert r["mean_resident_virtual_bytes"] > 0
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -82,6 +118,16 @@ def test_cli_replay_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "604 ops = 202 malloc, 202 free, 200 realloc" in out
     assert "peak live payload 26,368 B" in out
     assert out.count(" yes ") == 2 and "syscalls/op" in out
+
+
+def test_cli_replay_accepts_preset_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", str(DATA / "binary.rep"), "--policy", "glibc-trim", "--policy",
+                 "jemalloc-decay", "--json", "--samples", "4"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["results"]) == {"glibc-trim", "jemalloc-decay"}
+    assert doc["results"]["glibc-trim"]["policy"].startswith("glibc-trim")
+    assert main(["replay", str(DATA / "tiny.rep"), "--policy", "banana"]) == 2
+    assert "simalloc replay: error: policy 'banana'" in capsys.readouterr().err
 
 
 def test_cli_replay_json_and_save(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

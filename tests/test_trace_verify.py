@@ -103,3 +103,23 @@ def test_run_verify_reports_a_dead_child(monkeypatch: pytest.MonkeyPatch) -> Non
     res = run_verify([("fast", {"policy": "fast"})], workload="churn", ops=1,
                      params={"burst_mb": 1, "rounds": 1, "idle_ratio": 0.0, "no_such_param": 1})
     assert res[0].error is not None and not res[0].ok
+
+
+def test_classify_finds_the_mark_past_an_interpreter_mapping() -> None:
+    """The interpreter may map memory of its own (a new pymalloc arena) between the heap's
+    mmap and its NOHUGEPAGE mark, even inside an alignment retry: matched by address."""
+    S = 2 * MiB
+    ev = [
+        ("mmap", (0, S, 3, 0x22, -1, 0), 0x10_0000_0000),  # heap superslab
+        ("mmap", (0, 1 * MiB, 3, 0x22, -1, 0), 0x20_0000_0000),  # pymalloc arena in between
+        ("madvise", (0x10_0000_0000, S, 15), 0),  # the heap's mark
+        ("mmap", (0, S, 3, 0x22, -1, 0), 0x30_0010_0000),  # misaligned ...
+        ("munmap", (0x30_0010_0000, S), 0),  # ... unmapped
+        ("mmap", (0, 256 * 1024, 3, 0x22, -1, 0), 0x40_0000_0000),  # interpreter again
+        ("mmap", (0, 2 * S, 3, 0x22, -1, 0), 0x30_0010_0000),  # remapped at 2x
+        ("madvise", (0x30_0020_0000, S, 15), 0),  # window marked
+    ]
+    run = classify(_trace(ev))["run"]
+    assert run["mmap"] == 3 and run["munmap"] == 1
+    assert dict(run["madvise"]) == {"NOHUGEPAGE": 2}
+    assert dict(run["other"]) == {"mmap": 2}

@@ -11,7 +11,7 @@ import pytest
 
 import simalloc
 from simalloc.cli import main
-from simalloc.constants import OP_FREE
+from simalloc.constants import OP_FREE, OP_IDLE
 from simalloc.errors import ConfigError
 from simalloc.trace import read_trace
 from simalloc.workloads import TraceWorkload, get_workload, load_npz
@@ -97,3 +97,89 @@ def test_run_takes_the_trace_workload(capsys: pytest.CaptureFixture[str]) -> Non
                  "--epochs", "2", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["workload"] == "trace" and doc["ops"] > 5000 and doc["error"] is None
+
+
+# ---------------------------------------------------------------------------- trace times
+LTRACE = DATA / "wordfreq.ltrace"  # the one trace of tests/data with times (0.25 s)
+
+
+@pytest.fixture(scope="module")
+def timed_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    stream = read_trace(LTRACE)
+    assert stream.times is not None
+    return stream.save(tmp_path_factory.mktemp("timed") / "wordfreq.npz")
+
+
+def test_times_become_idle_rows_as_in_replay(timed_npz: Path) -> None:
+    """Default ``use_times``: on, because the stream has times; the rows are exactly those
+    ``OpStream.with_idle`` gives at the option's ``ns_per_op`` (what ``simalloc replay`` runs)."""
+    stream = load_npz(timed_npz)
+    w = get_workload("trace", ops=10 ** 9, path=str(timed_npz))
+    want = stream.with_idle(simalloc.Config.from_env().ns_per_op).ops
+    idle = want[:, 0] == OP_IDLE
+    assert idle.sum() > 10
+    assert w.params["use_times"] is True and w.params["idle_rows"] == int(idle.sum())
+    assert w.params["idle_ns"] == int(want[idle, 2].sum()) > 0.2e9  # most of the 0.25 s
+    assert np.array_equal(w.op_stream()[:len(want)], want)
+    assert w.params["ops"] == len(stream) and w.main_ops == len(want)  # ops: operations; rows: + idle
+    off = get_workload("trace", ops=10 ** 9, path=str(timed_npz), use_times=False)
+    assert np.array_equal(off.op_stream()[:len(stream)], stream.ops) and off.params["idle_rows"] == 0
+
+
+def test_warmup_and_cut_count_operations_not_idle_rows(timed_npz: Path) -> None:
+    stream = load_npz(timed_npz)
+    w = get_workload("trace", ops=500, path=str(timed_npz), warmup_ops=300)
+    warm, timed = w.warmup_stream(), w.op_stream()[:w.main_ops]
+    assert np.count_nonzero(warm[:, 0] != OP_IDLE) == 300 and w.params["ops"] == 500
+    assert np.count_nonzero(timed[:, 0] != OP_IDLE) == 500 and timed[-1, 0] != OP_IDLE
+    assert np.array_equal(np.concatenate([warm, timed])[
+        np.concatenate([warm, timed])[:, 0] != OP_IDLE], stream.ops[:800])
+    assert w.params["idle_rows"] == int(np.count_nonzero(timed[:, 0] == OP_IDLE)) > 0
+
+
+def test_idle_gaps_drive_the_heap_clock(timed_npz: Path) -> None:
+    """The heap's virtual clock = ops x ns_per_op + the trace's idle time (without times:
+    ops x ns_per_op alone)."""
+    clocks = {}
+    for use in (True, False):
+        w = get_workload("trace", ops=10 ** 9, path=str(timed_npz), use_times=use, ns_per_op=20)
+        with simalloc.Heap(ns_per_op=20) as heap:
+            slots = w.new_slots()
+            w.warmup(heap, slots)
+            for _ in w.run_chunks(heap, slots, 3):
+                pass
+            c = heap.clock()
+            assert heap.stats()["live_blocks"] == 0
+            heap.check()
+        assert c.virtual_ns == c.ops * 20 + w.params["idle_ns"]
+        clocks[use] = c
+    assert clocks[True].ops == clocks[False].ops
+    assert clocks[True].virtual_ns - clocks[False].virtual_ns > 0.2e9
+
+
+def test_use_times_on_a_stream_without_times_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no times"):
+        get_workload("trace", ops=10, path=str(NPZ), use_times=True)
+    with pytest.raises(ConfigError, match="use_times"):
+        get_workload("trace", ops=10, path=str(NPZ), use_times="sometimes")
+    with pytest.raises(ConfigError, match="ns_per_op"):
+        get_workload("trace", ops=10, path=str(NPZ), use_times=False, ns_per_op=-1)
+    assert get_workload("trace", ops=10, path=str(NPZ)).params["use_times"] is False
+
+
+def test_ab_and_run_see_the_idle_gaps(timed_npz: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``simalloc ab --trace`` on a trace with times (ltrace) and ``run --workload trace``:
+    idle rows in the stream, so the virtual-time mean weighs the gaps."""
+    assert main(["ab", "--trace", str(LTRACE), "--runs", "1", "--epochs", "2", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "use_times=True" in doc["workload"]["describe"] and "idle_rows=0" not in doc["workload"]["describe"]
+    assert not doc["failed_runs"]
+    assert main(["run", "--workload", "trace", "--param", f"path={timed_npz}", "--ops", "5000",
+                 "--epochs", "2", "--json"]) == 0
+    on = json.loads(capsys.readouterr().out)
+    assert main(["run", "--workload", "trace", "--param", f"path={timed_npz}", "--param",
+                 "use_times=false", "--ops", "5000", "--epochs", "2", "--json"]) == 0
+    off = json.loads(capsys.readouterr().out)
+    assert on["error"] is None and off["error"] is None
+    assert "use_times=True" in on["describe"] and "use_times=False" in off["describe"]
+    assert on["mean_resident_virtual_bytes"] != off["mean_resident_virtual_bytes"]

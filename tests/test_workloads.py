@@ -11,7 +11,7 @@ import pytest
 
 import simalloc
 from simalloc import Config, ConfigError, HeapClosedError, TraceError
-from simalloc.constants import OP_FREE, OP_MALLOC
+from simalloc.constants import OP_FREE, OP_IDLE, OP_MALLOC
 from simalloc.workloads import (
     WORKLOADS,
     ChurnWorkload,
@@ -35,6 +35,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "tiny-hot": {"ops": 2000},
     "larson": {"ops": 3000, "ws": 200},
     "mstress": {"ops": 3000, "ws": 300, "large_fraction": 0.05},
+    "idle": {"ops": 3000, "ws": 32, "burst_mb": 0.25, "idle_s": 0.5},
 }
 
 
@@ -54,8 +55,11 @@ def check_stream(w: Workload, rows: np.ndarray, start: np.ndarray | None = None)
     """Replay ``rows`` on an occupancy table: no free of an empty slot, no malloc into a full
     one, kinds known.  Returns the final occupancy."""
     occ = np.zeros(w.nslots, dtype=bool) if start is None else start.copy()
-    for kind, slot, _size in rows.tolist():
+    for kind, slot, size in rows.tolist():
         assert 0 <= slot < w.nslots
+        if kind == OP_IDLE:  # idle time (ns), no block
+            assert size >= 0
+            continue
         if kind == OP_MALLOC:
             assert not occ[slot], f"malloc into occupied slot {slot}"
             occ[slot] = True
@@ -110,7 +114,7 @@ def test_toggle_kinds() -> None:
 
 # ---------------------------------------------------------------------------- registry
 def test_registry_names() -> None:
-    assert set(WORKLOADS) == {"mixed", "churn", "tiny-hot", "larson", "mstress", "trace"}
+    assert set(WORKLOADS) == {"mixed", "churn", "tiny-hot", "larson", "mstress", "idle", "trace"}
     for name, cls in WORKLOADS.items():
         assert cls.name == name and cls.__doc__ and cls.STRESSES
         assert issubclass(cls, Workload)

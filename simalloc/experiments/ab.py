@@ -22,6 +22,11 @@ process_peak_rss_bytes     max over runs of VmHWM: the whole process, *including
 drift_pct                  max over runs of the resident drift first epoch -> last epoch
 drift_settled_pct          max over runs of the drift over the second half of the epochs
 syscalls_per_op            mean over runs of OS calls during the timed part / ops
+refaults_per_op            mean over runs of refaults during the timed part / ops: pages written
+                           again after a release (MADV_DONTNEED, or MADV_FREE then reclaimed),
+                           one page fault each (the page model, simalloc/pages.py)
+refault_bytes_per_op       the same in bytes (refaults x page size)
+rescues_per_op             MADV_FREE'd pages written again before reclaim (no fault) / ops
 lean_decommit, lean_retire max per run of the heap's counters (0 on Mixed WS=400: see
 madvise_calls              ``explain_lean``)
 =========================  =====================================================================
@@ -61,6 +66,7 @@ SIDE_KEYS = (
     "peak_resident_bytes", "mean_resident_bytes", "mean_resident_seconds_bytes",
     "final_resident_bytes", "peak_lazyfree_bytes", "final_lazyfree_bytes",
     "process_peak_rss_bytes", "drift_pct", "drift_settled_pct", "syscalls_per_op",
+    "refaults_per_op", "refault_bytes_per_op", "rescues_per_op",
     "lean_decommit", "lean_retire", "madvise_calls",
 )
 
@@ -87,6 +93,11 @@ DESCRIPTIONS: dict[str, str] = {
     "drift_pct": "heap only: resident change first epoch -> last epoch, in %",
     "drift_settled_pct": "heap only: resident change over the second half of the epochs, in %",
     "syscalls_per_op": "the heap's mmap/munmap/madvise calls during the timed part per op",
+    "refaults_per_op": "heap only: pages written again after the heap gave them back (MADV_DONTNEED, "
+                       "or MADV_FREE then reclaimed; one page fault each) during the timed part, per op",
+    "refault_bytes_per_op": "heap only: refaults in bytes (refaults x page size) per op",
+    "rescues_per_op": "heap only: MADV_FREE'd pages written again before the kernel reclaimed them "
+                      "(no fault) during the timed part, per op",
 }
 
 #: The one line shown when plotting is asked for without matplotlib installed.
@@ -153,6 +164,8 @@ def aggregate(runs: list[RunResult], overrides: Mapping[str, Any] | None = None)
         "mean_resident_bytes": statistics.fmean([r.mean_resident_bytes for r in ok]) if ok else 0.0,
         "mean_resident_seconds_bytes": (statistics.fmean([r.mean_resident_seconds_bytes for r in ok])
                                         if ok else 0.0),
+        "mean_resident_virtual_bytes": (statistics.fmean([r.mean_resident_virtual_bytes for r in ok])
+                                        if ok else 0.0),
         "peak_lazyfree_bytes": max((r.peak_lazyfree_bytes for r in ok), default=0),
         "final_lazyfree_bytes": int(_median([r.final_lazyfree_bytes for r in ok])),
         "final_resident_bytes": int(_median([r.final_resident_bytes for r in ok])),
@@ -161,6 +174,10 @@ def aggregate(runs: list[RunResult], overrides: Mapping[str, Any] | None = None)
         "drift_bytes": max((r.drift_bytes for r in ok), default=0),
         "drift_settled_pct": max((r.drift_settled_pct for r in ok), default=0.0),
         "syscalls_per_op": statistics.fmean([r.syscalls_per_op for r in ok]) if ok else 0.0,
+        "refaults_per_op": statistics.fmean([r.refaults_per_op for r in ok]) if ok else 0.0,
+        "refault_bytes_per_op": statistics.fmean([r.refault_bytes_per_op for r in ok]) if ok else 0.0,
+        "rescues_per_op": statistics.fmean([r.rescues_per_op for r in ok]) if ok else 0.0,
+        "refaults": max((r.refaults for r in ok), default=0),
         "lean_decommit": max((r.lean_decommit for r in ok), default=0),
         "lean_retire": max((r.lean_retire for r in ok), default=0),
         "madvise_calls": max((r.madvise_calls for r in ok), default=0),
@@ -181,7 +198,7 @@ def aggregate(runs: list[RunResult], overrides: Mapping[str, Any] | None = None)
             "sample_ops": r.sample_ops, "sample_resident_bytes": r.sample_resident_bytes,
             "sample_lazyfree_bytes": r.sample_lazyfree_bytes,
             "peak_resident_bytes": r.peak_resident_bytes, "drift_pct": r.drift_pct,
-            "drift_settled_pct": r.drift_settled_pct,
+            "drift_settled_pct": r.drift_settled_pct, "refaults": r.refaults, "rescues": r.rescues,
             "process_peak_rss_bytes": r.process_peak_rss_bytes, "error": r.error,
         } for r in runs],
     }
@@ -194,6 +211,7 @@ DELTA_KEYS = (
     "peak_resident_bytes", "mean_resident_bytes", "mean_resident_seconds_bytes",
     "final_resident_bytes", "final_lazyfree_bytes",
     "process_peak_rss_bytes", "drift_pct", "drift_settled_pct", "syscalls_per_op",
+    "refaults_per_op", "refault_bytes_per_op", "rescues_per_op",
     "lean_decommit", "lean_retire", "madvise_calls",
 )
 
@@ -318,6 +336,9 @@ _ROWS: tuple[tuple[str, str, Callable[[float], str], str], ...] = (
     ("resident drift, first->last", "drift_pct", lambda v: f"{v:+.2f}%", "pp"),
     ("resident drift, settled", "drift_settled_pct", lambda v: f"{v:+.2f}%", "pp"),
     ("syscalls/op", "syscalls_per_op", lambda v: f"{v:.3g}", "abs"),
+    ("refaults/op (pages)", "refaults_per_op", lambda v: f"{v:.3g}", "abs"),
+    ("refault bytes/op", "refault_bytes_per_op", lambda v: f"{v:.3g}", "abs"),
+    ("rescues/op (MADV_FREE, no fault)", "rescues_per_op", lambda v: f"{v:.3g}", "abs"),
     ("lean_decommit", "lean_decommit", lambda v: f"{int(v)}", "abs"),
     ("lean_retire", "lean_retire", lambda v: f"{int(v)}", "abs"),
     ("madvise_calls", "madvise_calls", lambda v: f"{int(v)}", "abs"),

@@ -2,7 +2,8 @@
 
 :func:`run_bench` runs a :class:`~.metrics.RunSpec` ``runs`` times, each on a fresh heap (or a
 fresh process with ``isolate``), and aggregates them with :func:`~.ab.aggregate`: ops/s mean,
-median and CV, the heap's peak resident bytes, the process peak RSS, syscalls/op and the
+median and CV, the heap's peak resident bytes, the process peak RSS, syscalls/op, refaults/op
+and refault bytes/op (pages written again after a release: ``simalloc/pages.py``) and the
 ``[SS_OS_STATS]`` line.  :func:`collect_native` adds rows for the C allocators found by
 :mod:`simalloc.native` (glibc, and jemalloc / mimalloc / tcmalloc when installed) running the
 same Mixed loop.
@@ -109,14 +110,15 @@ def format_bench(res: BenchResult) -> str:
     """A per-run table and the summary lines."""
     t = res.table
     lines = [f"{'run':>3}  {'ops/s':>12}  {'epoch CV':>8}  {'peak resident':>13}  "
-             f"{'process peak*':>13}  {'syscalls/op':>11}  {'drift':>8}  {'settled':>8}"]
+             f"{'process peak*':>13}  {'syscalls/op':>11}  {'refaults/op':>11}  {'drift':>8}  {'settled':>8}"]
     for i, r in enumerate(res.runs, 1):
         if r.error:
             lines.append(f"{i:>3}  ERROR {r.error}")
             continue
         lines.append(f"{i:>3}  {r.ops_per_s:>12,.0f}  {r.epoch_cv_pct:>7.2f}%  "
                      f"{_kib(r.peak_resident_bytes):>13}  {_kib(r.process_peak_rss_bytes):>13}  "
-                     f"{r.syscalls_per_op:>11.3g}  {r.drift_pct:>+7.2f}%  {r.drift_settled_pct:>+7.2f}%")
+                     f"{r.syscalls_per_op:>11.3g}  {r.refaults_per_op:>11.3g}  "
+                     f"{r.drift_pct:>+7.2f}%  {r.drift_settled_pct:>+7.2f}%")
     lines += [
         "",
         f"ops/s: mean {t['ops_per_s_mean']:,.0f}  median {t['ops_per_s_median']:,.0f}  "
@@ -126,7 +128,9 @@ def format_bench(res: BenchResult) -> str:
         f"interpreter) {_kib(t['process_peak_rss_bytes'])}",
         f"resident drift first->last {t['drift_pct']:+.2f}%, settled {t['drift_settled_pct']:+.2f}% "
         "(max over runs)",
-        f"syscalls/op {t['syscalls_per_op']:.3g}; lean_decommit={t['lean_decommit']} "
+        f"syscalls/op {t['syscalls_per_op']:.3g}; refaults/op {t['refaults_per_op']:.3g} "
+        f"({t['refault_bytes_per_op']:.3g} bytes/op; rescues/op {t['rescues_per_op']:.3g}); "
+        f"lean_decommit={t['lean_decommit']} "
         f"lean_retire={t['lean_retire']} madvise_calls={t['madvise_calls']}",
         t["stats_line"],
     ]

@@ -14,9 +14,14 @@ returns a :class:`RunResult`:
   (``simalloc/pages.py``) counts every page the allocator writes or gives back, so its high-water
   mark is the true peak of the heap's own resident bytes over the timed part (tests prove the
   model equals ``/proc/self/pagemap`` and smaps' LazyFree); the means are weighted by
-  operations (``mean_resident_bytes``) and by wall time (``mean_resident_seconds_bytes``);
+  operations (``mean_resident_bytes``), by wall time (``mean_resident_seconds_bytes``) and by
+  virtual time (``mean_resident_virtual_bytes``: ops x ``ns_per_op`` plus idle spans at their
+  length -- the figure for workloads that go idle);
 * ``lazyfree`` figures (MADV_FREE'd pages still resident) appear next to every resident one;
 * syscalls/op is the heap's OS-call counter delta over the timed part divided by its ops;
+  refaults/op and refault bytes/op the same for the page model's refaults (pages written again
+  after a release: one page fault each, ``simalloc/pages.py``), and ``rescues`` the MADV_FREE'd
+  pages written again before the kernel reclaimed them (no fault);
 * at the end ``heap.residency()`` (pagemap) is read once more, as ``resident_pagemap_bytes``.
 
 **Drift**, two definitions, both on the heap's own resident bytes at epoch ends:
@@ -54,7 +59,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..constants import PAGE_SIZE
 from ..errors import ConfigError
+from ..events import Sink, run_sink
 from ..heap import Heap
 from ..oslayer import process_memory, reset_peak_rss
 from .explain import explain_lean
@@ -80,6 +87,8 @@ class RunSpec:
     epochs: int = 10
     label: str = ""
     samples_per_epoch: int = 10  # resident samples per epoch (the dense curve for plots)
+    events_path: str = ""  # write the decision log there as JSON lines (simalloc.events)
+    break_kind: str = ""  # stop in pdb at the first decision-log record of this kind
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -118,6 +127,7 @@ class RunResult:
     sample_resident_bytes: list[int] = field(default_factory=list)
     sample_lazyfree_bytes: list[int] = field(default_factory=list)
     mean_resident_seconds_bytes: float = 0.0
+    mean_resident_virtual_bytes: float = 0.0  # over virtual time: idle spans weigh their length
     peak_lazyfree_bytes: int = 0
     final_lazyfree_bytes: int = 0
     resident_pagemap_bytes: int = 0  # the kernel's figure at the end (pagemap), a cross-check
@@ -136,6 +146,12 @@ class RunResult:
     drift_settled_pct: float = 0.0
     syscalls: int = 0
     syscalls_per_op: float = 0.0
+    refaults: int = 0  # pages written again after a release, timed part (simalloc/pages.py)
+    refault_bytes: int = 0
+    refaults_per_op: float = 0.0
+    refault_bytes_per_op: float = 0.0
+    rescues: int = 0  # MADV_FREE'd pages written again before reclaim (no fault), timed part
+    rescues_per_op: float = 0.0
     lean_decommit: int = 0
     lean_retire: int = 0
     madvise_calls: int = 0
@@ -159,7 +175,7 @@ class RunResult:
             return f"ERROR {self.error}"
         return (f"{self.ops_per_s:>12,.0f} ops/s  peak resident {self.peak_resident_bytes / 1024:,.0f} KiB  "
                 f"drift {self.drift_pct:+.2f}% (settled {self.drift_settled_pct:+.2f}%)  "
-                f"syscalls {self.syscalls}  "
+                f"syscalls {self.syscalls}  refaults {self.refaults}  "
                 f"lean_retire={self.lean_retire}")
 
 
@@ -201,7 +217,17 @@ def _safe(fn: Callable[[], T], default: T) -> T:
 
 
 def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
-    """Run ``spec`` in this process (see :func:`run_once`)."""
+    """Run ``spec`` in this process (see :func:`run_once`), with the decision log's sink when
+    ``spec`` asks for one (``events_path``, ``break_kind``), closed (flushed) when the run ends."""
+    sink = run_sink(spec.events_path, spec.break_kind)
+    try:
+        return _measure_with(spec, isolated, sink)
+    finally:
+        if sink is not None:
+            sink.close()
+
+
+def _measure_with(spec: RunSpec, isolated: bool, events: Sink | None) -> RunResult:
     from ..workloads import get_workload
 
     w = get_workload(spec.workload, ops=spec.ops, ws=spec.ws, seed=spec.seed, **spec.params)
@@ -209,7 +235,7 @@ def _measure(spec: RunSpec, isolated: bool = False) -> RunResult:
                     config={}, ws=w.ws, isolated=isolated)
     res.process_peak_reset = reset_peak_rss()
     try:
-        heap = Heap(**spec.overrides)
+        heap = Heap(events=events, **spec.overrides)
     except ConfigError:
         raise  # a usage error, not a crash
     except Exception as exc:  # e.g. a policy that raises while the heap prewarms: the run failed
@@ -276,9 +302,12 @@ def read_resident_model(res: RunResult, heap: Heap, lazy_peak: int) -> None:
     res.peak_resident_bytes = int(model["resident_peak_bytes"])
     res.mean_resident_bytes = float(model["resident_mean_ops_bytes"])
     res.mean_resident_seconds_bytes = float(model["resident_mean_seconds_bytes"])
+    res.mean_resident_virtual_bytes = float(model.get("resident_mean_virtual_bytes", res.mean_resident_bytes))
     res.peak_lazyfree_bytes = lazy_peak
     res.final_lazyfree_bytes = int(model["lazyfree_bytes"])
     res.resident_pagemap_bytes = int(heap.residency()["resident_bytes"])
+    res.refaults = int(model["refaults_since_reset"])  # the timed part (the reset ends the warm-up)
+    res.rescues = int(model["rescues_since_reset"])
 
 
 def summarise(res: RunResult, heap: Heap, st: Mapping[str, Any]) -> None:
@@ -297,6 +326,10 @@ def summarise(res: RunResult, heap: Heap, st: Mapping[str, Any]) -> None:
         res.drift_settled_pct = drift_settled_pct(rb)
         res.drift_bytes = rb[-1] - rb[0]
     res.syscalls_per_op = res.syscalls / res.ops if res.ops else 0.0
+    res.refault_bytes = res.refaults * PAGE_SIZE
+    res.refaults_per_op = res.refaults / res.ops if res.ops else 0.0
+    res.refault_bytes_per_op = res.refault_bytes / res.ops if res.ops else 0.0
+    res.rescues_per_op = res.rescues / res.ops if res.ops else 0.0
     for key in ("lean_decommit", "lean_retire", "madvise_calls", "mmap_total", "munmap_total"):
         setattr(res, key, int(st.get(key, 0)))
     res.mapped_peak_bytes = int(st.get("mapped_peak_bytes", 0))

@@ -14,7 +14,8 @@ Per-epoch CSV columns (:data:`CSV_COLUMNS`)::
     epoch, t_s (seconds since the soak started, at the epoch's end), seconds (timed length),
     ops, ops_per_s, resident_bytes (heap's own mappings, pagemap), lazyfree_bytes (smaps),
     vm_rss_bytes (the whole process's VmRSS, the Python interpreter included), mapped_bytes,
-    syscalls (OS calls during the epoch), syscalls_total, lean_decommit, lean_retire
+    syscalls (OS calls during the epoch), syscalls_total, refaults (pages written again after a
+    release during the epoch: simalloc/pages.py), refaults_total, lean_decommit, lean_retire
     (cumulative counters), passes (completed)
 
 Summary: resident drift first -> last epoch (:func:`~.metrics.drift_pct`), throughput CV over
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import PAGE_SIZE
 from ..errors import ConfigError
 from ..heap import Heap
 from ..oslayer import process_memory
@@ -84,6 +86,8 @@ class SoakEpoch:
     mapped_bytes: int
     syscalls: int
     syscalls_total: int
+    refaults: int
+    refaults_total: int
     lean_decommit: int
     lean_retire: int
     passes: int
@@ -101,6 +105,8 @@ SOAK_DESCRIPTIONS: dict[str, str] = {
     "mean_resident_seconds_bytes": "heap only: resident bytes averaged over wall time (exact)",
     "lazyfree_bytes": "heap only: of the resident bytes, those given back with MADV_FREE (LazyFree)",
     "drift_pct": "heap only: resident change first epoch -> last epoch, in %",
+    "refaults": "heap only: pages written again after the heap gave them back (one page fault each) "
+                "during the epoch",
     "vm_rss_bytes": "whole process, including the Python interpreter: VmRSS at the epoch's end",
     "vm_rss_drift_pct": "whole process, including the Python interpreter: VmRSS change first -> last "
                         "epoch, in %",
@@ -128,6 +134,8 @@ class SoakResult:
     mean_resident_seconds_bytes: float = 0.0
     vm_rss_drift_pct: float = 0.0
     syscalls_per_op: float = 0.0
+    refaults_per_op: float = 0.0
+    refault_bytes_per_op: float = 0.0
     stats_line: str = ""
     explain_lean: str = ""
     error: str | None = None
@@ -193,7 +201,8 @@ def run_soak(spec: SoakSpec, progress: bool = True) -> SoakResult:
         driver = _Passes(heap, spec)
         pieces = driver.pieces()
         start = time.perf_counter()
-        sys_prev = int(heap.stats()["syscalls"])
+        st = heap.stats()
+        sys_prev, rf_prev = int(st["syscalls"]), int(st["refaults"])
         try:
             while time.perf_counter() - start < spec.duration - 1e-9:
                 ops = 0
@@ -207,15 +216,16 @@ def run_soak(spec: SoakSpec, progress: bool = True) -> SoakResult:
                 r["vm_rss_bytes"] = process_memory()["vm_rss_bytes"]
                 r["mapped_bytes"] = heap.stats()["mapped_bytes"]
                 st = heap.stats()
-                sys_now = int(st["syscalls"])
+                sys_now, rf_now = int(st["syscalls"]), int(st["refaults"])
                 res.epochs.append(SoakEpoch(
                     epoch=len(res.epochs) + 1, t_s=time.perf_counter() - start, seconds=dt,
                     ops=ops, ops_per_s=ops / dt, resident_bytes=int(r["resident_bytes"]),
                     lazyfree_bytes=int(r["lazyfree_bytes"]), vm_rss_bytes=int(r["vm_rss_bytes"]),
                     mapped_bytes=int(r["mapped_bytes"]), syscalls=sys_now - sys_prev,
-                    syscalls_total=sys_now, lean_decommit=int(st["lean_decommit"]),
+                    syscalls_total=sys_now, refaults=rf_now - rf_prev, refaults_total=rf_now,
+                    lean_decommit=int(st["lean_decommit"]),
                     lean_retire=int(st["lean_retire"]), passes=driver.passes))
-                sys_prev = sys_now
+                sys_prev, rf_prev = sys_now, rf_now
                 # pieces of ~epoch/20 at the measured rate (fewer calls into the heap; the
                 # kernel's per-call cost is not what a soak measures)
                 driver.piece_ops = max(spec.chunk_ops, min(spec.pass_ops, int(
@@ -269,6 +279,8 @@ def _summarise(res: SoakResult) -> None:
     res.drift_settled_pct = drift_settled_pct([e.resident_bytes for e in ep])
     res.vm_rss_drift_pct = drift_pct([e.vm_rss_bytes for e in ep])
     res.syscalls_per_op = sum(e.syscalls for e in ep) / res.ops if res.ops else 0.0
+    res.refaults_per_op = sum(e.refaults for e in ep) / res.ops if res.ops else 0.0
+    res.refault_bytes_per_op = res.refaults_per_op * PAGE_SIZE
 
 
 def write_csv(res: SoakResult, path: str | Path) -> Path:
@@ -299,7 +311,8 @@ def format_soak(res: SoakResult) -> str:
         lines.append(f"heap resident {ep[0].resident_bytes >> 10} KiB -> {ep[-1].resident_bytes >> 10} KiB "
                      f"(drift {res.drift_pct:+.2f}%); process VmRSS (incl. the Python interpreter) drift "
                      f"{res.vm_rss_drift_pct:+.2f}%")
-        lines.append(f"syscalls/op {res.syscalls_per_op:.3g}; lean_decommit={ep[-1].lean_decommit} "
+        lines.append(f"syscalls/op {res.syscalls_per_op:.3g}; refaults/op {res.refaults_per_op:.3g} "
+                     f"({res.refault_bytes_per_op:.3g} bytes/op); lean_decommit={ep[-1].lean_decommit} "
                      f"lean_retire={ep[-1].lean_retire}; passes completed {ep[-1].passes}")
     lines.append(res.stats_line)
     if res.error:

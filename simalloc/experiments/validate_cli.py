@@ -143,7 +143,7 @@ def add_subcommand(sub: Any, kern: argparse.ArgumentParser, *,
     sp.add_argument("--gate", action="store_true",
                     help="exit 3 if the worst LEAN cell is NEUTRAL, 4 if NO-GO (default: 0 for any verdict)")
     g = sp.add_argument_group("criteria (phase54-memory-lean-results.md; A = FAST, B = the LEAN cell)")
-    g.add_argument("--resident-metric", choices=("peak", "mean", "final", "process_peak"),
+    g.add_argument("--resident-metric", choices=("peak", "mean", "virtual_mean", "final", "process_peak"),
                    default="peak", help="resident figure judged (default peak)")
     g.add_argument("--throughput-metric", choices=("median", "mean"), default="median")
     g.add_argument("--cv-metric", choices=("runs", "epochs"), default="epochs",

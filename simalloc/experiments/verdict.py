@@ -58,6 +58,7 @@ _RESIDENT_KEYS = {
     "peak": "peak_resident_bytes",
     "mean": "mean_resident_bytes",
     "final": "final_resident_bytes",
+    "virtual_mean": "mean_resident_virtual_bytes",
     "process_peak": "process_peak_rss_bytes",
 }
 _THROUGHPUT_KEYS = {"median": "ops_per_s_median", "mean": "ops_per_s_mean"}
@@ -232,6 +233,7 @@ RESIDENT_LABELS = {
     "peak": "peak resident (heap)",
     "mean": "mean resident (heap)",
     "final": "final resident (heap)",
+    "virtual_mean": "mean resident over virtual time (heap)",
     "process_peak": "process peak RSS (VmHWM, incl. the Python interpreter)",
 }
 

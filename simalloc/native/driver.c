@@ -25,8 +25,11 @@
  * the Python op stream.
  *
  * file mode replays an op-stream file -- the same rows simalloc's Heap.replay consumes: raw
- * little-endian int64 rows (kind, slot, size), kind 0 malloc, 1 free, 2 realloc (simalloc
- * writes them with simalloc.native.opfile.write_opfile).  Rows before TIMED_FROM (default 0)
+ * little-endian int64 rows (kind, slot, size), kind 0 malloc, 1 free, 2 realloc, 3 idle (simalloc
+ * writes them with simalloc.native.opfile.write_opfile).  An idle row sleeps SIZE nanoseconds
+ * (nanosleep; its slot is ignored), so the allocator's background threads (jemalloc with
+ * MALLOC_CONF=background_thread:true, tcmalloc's background release) act while the program is
+ * idle; the sleep is excluded from the timed seconds and idle rows are not counted as ops.  Rows before TIMED_FROM (default 0)
  * are the untimed warm-up.  A malloc / realloc writes size & 0xFF as the block's first byte
  * (Heap.replay's rule); a free of an empty slot and a realloc of one behave as free(NULL) and
  * malloc.  The file is streamed through a static buffer with read(2) and the slots array is
@@ -35,7 +38,8 @@
  * syscall tracer with lseek(-1, 0x5A11D000 + k, SEEK_SET) (fails with EBADF): k = 0 before
  * the warm-up, 1 before the timed part, 2 after it.  Output, on stdout (in OUT if given):
  *   ops=N warmup_ops=W n_slots=S seconds=S ops_per_s=X max_rss_kb=K ru_maxrss_kb=R
- *   rss_kb=F rss_anon_kb=A base_rss_kb=B
+ *   rss_kb=F rss_anon_kb=A base_rss_kb=B idle_rows=I idle_s=T
+ * (I = idle rows of the timed part, T = seconds slept in idle rows, warm-up included)
  * with max_rss_kb = VmHWM, rss_kb / rss_anon_kb = VmRSS / RssAnon right after the last op,
  * base_rss_kb = VmRSS before the first op.
  *
@@ -209,10 +213,25 @@ static long read_rows(int fd) {
     return (long)(got / (3 * sizeof(int64_t)));
 }
 
+static double slept_seconds; /* time spent in idle rows (excluded from the timed seconds) */
+
+/* An idle row: sleep ns nanoseconds (resumed after a signal). */
+static void idle_ns(int64_t ns) {
+    double s0 = now_seconds();
+    struct timespec req = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)}, rem;
+    while (nanosleep(&req, &rem) != 0 && errno == EINTR)
+        req = rem;
+    slept_seconds += now_seconds() - s0;
+}
+
 static void apply_rows(void **slots, const int64_t *r, long n) {
     for (long i = 0; i < n; i++, r += 3) {
         int64_t kind = r[0], slot = r[1];
         size_t size = (size_t)r[2];
+        if (kind == 3) {
+            idle_ns(r[2]);
+            continue;
+        }
         if (kind == 1) {
             free(slots[slot]);
             slots[slot] = NULL;
@@ -242,16 +261,21 @@ static int file_main(int argc, char **argv) {
         return 2;
     }
     /* pass 1: validate, count rows, find the slot table's length */
-    uint64_t rows = 0, n_slots = 0;
+    uint64_t rows = 0, n_slots = 0, idle_rows = 0;
     long n;
     while ((n = read_rows(fd)) > 0) {
         for (long i = 0; i < n; i++) {
             const int64_t *r = rowbuf + 3 * i;
-            if (r[0] < 0 || r[0] > 2 || r[1] < 0 || r[2] < 0) {
+            if (r[0] < 0 || r[0] > 3 || r[1] < 0 || r[2] < 0) {
                 fprintf(stderr, "driver: %s: row %llu: bad row (%lld, %lld, %lld)\n", path,
                         (unsigned long long)(rows + (uint64_t)i), (long long)r[0],
                         (long long)r[1], (long long)r[2]);
                 return 2;
+            }
+            if (r[0] == 3) {
+                if (rows + (uint64_t)i >= timed_from)
+                    idle_rows++;
+                continue; /* an idle row names no slot */
             }
             if ((uint64_t)r[1] >= n_slots)
                 n_slots = (uint64_t)r[1] + 1;
@@ -299,9 +323,9 @@ static int file_main(int argc, char **argv) {
             }
         }
         if (i < n) {
-            double t0 = now_seconds();
+            double t0 = now_seconds(), slept0 = slept_seconds;
             apply_rows(slots, rowbuf + 3 * i, n - i);
-            seconds += now_seconds() - t0;
+            seconds += now_seconds() - t0 - (slept_seconds - slept0);
         }
         done += (uint64_t)n;
     }
@@ -311,14 +335,16 @@ static int file_main(int argc, char **argv) {
     close(fd);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    uint64_t ops = rows - timed_from;
-    char line[512];
+    uint64_t ops = rows - timed_from - idle_rows;
+    double idle_s = slept_seconds;
+    char line[600];
     snprintf(line, sizeof line,
              "ops=%llu warmup_ops=%llu n_slots=%llu seconds=%.9f ops_per_s=%.1f max_rss_kb=%ld "
-             "ru_maxrss_kb=%ld rss_kb=%ld rss_anon_kb=%ld base_rss_kb=%ld\n",
+             "ru_maxrss_kb=%ld rss_kb=%ld rss_anon_kb=%ld base_rss_kb=%ld idle_rows=%llu idle_s=%.6f\n",
              (unsigned long long)ops, (unsigned long long)timed_from,
              (unsigned long long)n_slots, seconds, seconds > 0 ? (double)ops / seconds : 0.0,
-             hwm > 0 ? hwm : ru.ru_maxrss, ru.ru_maxrss, rss, anon, base_rss);
+             hwm > 0 ? hwm : ru.ru_maxrss, ru.ru_maxrss, rss, anon, base_rss,
+             (unsigned long long)idle_rows, idle_s);
     if (argc < 5)
         fputs(line, stdout);
     else {

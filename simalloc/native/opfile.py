@@ -3,7 +3,8 @@
 
 Format: raw little-endian int64 rows ``(kind, slot, size)`` -- the rows every workload's
 ``op_stream()`` gives and ``Heap.replay`` takes (kinds ``OP_MALLOC`` 0, ``OP_FREE`` 1,
-``OP_REALLOC`` 2), 24 bytes per op, no header.  The warm-up (untimed) rows come first; how many
+``OP_REALLOC`` 2, ``OP_IDLE`` 3: ``size`` ns of idle time -- the driver sleeps, the simulator's
+virtual clock advances), 24 bytes per op, no header.  The warm-up (untimed) rows come first; how many
 there are travels beside the file (:class:`StreamFile`), as the driver's ``TIMED_FROM``.
 
 :func:`build_stream` writes one for a workload (``mixed``, ``churn``, ... : its untimed warm-up
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import OP_IDLE
 from ..errors import ConfigError, TraceError
 
 __all__ = ["ROW_BYTES", "StreamFile", "build_stream", "read_opfile", "stream_file", "write_opfile"]
@@ -32,8 +34,9 @@ _DTYPE = np.dtype("<i8")
 
 @dataclass(frozen=True)
 class StreamFile:
-    """An op-stream file on disk: ``path``; ``warmup_ops`` untimed rows first, then ``ops``
-    timed rows; ``n_slots`` the slots array's length; ``name`` and ``describe`` for reports."""
+    """An op-stream file on disk: ``path``; ``warmup_ops`` untimed rows first, then the timed
+    rows: ``ops`` operations and ``idle_rows`` idle rows; ``n_slots`` the slots array's length;
+    ``name`` and ``describe`` for reports."""
 
     name: str
     path: Path
@@ -41,6 +44,7 @@ class StreamFile:
     ops: int
     n_slots: int
     describe: str
+    idle_rows: int = 0
 
     def rows(self) -> np.ndarray:
         """All rows (warm-up first), read back from the file."""
@@ -48,7 +52,8 @@ class StreamFile:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "warmup_ops": self.warmup_ops,
-                "ops": self.ops, "n_slots": self.n_slots, "describe": self.describe}
+                "ops": self.ops, "idle_rows": self.idle_rows, "n_slots": self.n_slots,
+                "describe": self.describe}
 
 
 def write_opfile(rows: np.ndarray, path: str | os.PathLike[str]) -> Path:
@@ -82,8 +87,9 @@ def stream_file(name: str, rows: np.ndarray, directory: str | os.PathLike[str], 
     if not 0 <= warmup_ops <= len(rows):
         raise ConfigError(f"warmup_ops={warmup_ops} must be in 0..{len(rows)}")
     path = write_opfile(rows, Path(directory) / f"{Path(name).name}.ops")
-    return StreamFile(name, path, int(warmup_ops), len(rows) - int(warmup_ops), int(n_slots),
-                      describe or name)
+    idle = int(np.count_nonzero(rows[int(warmup_ops):, 0] == OP_IDLE)) if len(rows) else 0
+    return StreamFile(name, path, int(warmup_ops), len(rows) - int(warmup_ops) - idle, int(n_slots),
+                      describe or name, idle)
 
 
 def build_stream(spec: str, directory: str | os.PathLike[str], *, ops: int, ws: int | None = None,

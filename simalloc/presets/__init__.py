@@ -25,11 +25,16 @@ How the allocators' words map onto simalloc:
 * *purge / release / decommit* = ``ctx.decommit_slab(ss, slab, advice)`` for a slab; for an
   empty superslab, the :class:`~simalloc.policy.Release` returned by ``on_superslab_empty``.
 * *time*: nanoseconds from, in order, the preset's ``time_source`` (a fake-time hook for tests
-  and experiments: a zero-argument callable returning ns), ``ctx.clock().virtual_ns`` if the
-  heap's clock has it, else ``ctx.clock().seconds``.  *Activity-driven* presets act in
-  ``tick`` only if operations were applied since the previous tick (an idle program never
-  calls into these allocators, so they never release while idle); *background* presets act on
-  every tick that finds their wake-up time reached, ops or not (a background thread).
+  and experiments: a zero-argument callable returning ns), ``ctx.clock().virtual_ns`` (the
+  heap's virtual clock: ops x ``ns_per_op`` + idle time), else ``ctx.clock().seconds``.
+* *clock kinds* (``clock_kind``, the table's last column) and idle time (``Heap.idle``,
+  ``OP_IDLE`` rows): *activity-driven* presets act in ``tick`` only if operations were
+  applied since the previous tick (an idle program never calls into these allocators), and
+  ``Heap.idle`` does not tick them: they never release while idle.  *Background* presets act
+  on every tick that finds their wake-up time reached, ops or not (a background thread);
+  ``Heap.idle`` ticks them at each ``next_wake_ns()`` inside the idle span (tcmalloc every
+  ``wake_interval_s``; jemalloc when its thread's sleep ends), with the clock standing at the
+  wake-up.  *Free-driven* presets have no clock; ``Heap.idle`` does not tick them.
 
 Gaps (what :class:`~simalloc.policy.PolicyContext` does not offer yet; every preset works
 without them, and uses them as soon as the context has them):
@@ -45,8 +50,9 @@ without them, and uses them as soon as the context has them):
   with MADV_FREE (jemalloc's muzzy -> clean step; ``ctx.decommit_slab`` accepts EMPTY slabs
   only).  Without it the muzzy stage is tracked but its purges are only counted
   (``counts["muzzy_purge_unsupported_pages"]``).
-* ``ctx.decommit_slab(..., why=...)``: slab decisions keep their reason on the preset
-  (``policy.last_reason``) instead.
+* reasons: every decommit passes its reason explicitly (``ctx.decommit_slab(..., why=...)``,
+  ``ctx.decommit_cached(..., why=...)``), which the decision log (``simalloc.events``) records;
+  the latest is also kept on the preset (``policy.last_reason``).
 
 Units: pages are OS pages (``constants.PAGE_SIZE``); a slab's pages are its decommit range
 (slab 0 without the superslab header).

@@ -59,20 +59,25 @@ class PresetPolicy(ReleasePolicy):
     ``time_source`` (keyword, every preset): a zero-argument callable returning the time in ns;
     when given it replaces the heap's clock (tests drive time with it instead of sleeping).
 
-    ``refill_order`` declares the slab refill order the preset's allocator uses ("lowest":
-    simalloc's lowest superslab index first; "most-full"; "lifo").  The heap honours it only
-    once its slow path reads it (obmalloc is the one preset that needs "most-full")."""
+    ``refill_order`` declares the partial-slab refill order the preset's allocator uses
+    ("lowest-address": simalloc's lowest superslab index first; "most-full"; "lifo"); the
+    heap's partial stage honours it (simalloc/refillorder.py; obmalloc uses "most-full").
+
+    ``clock_kind`` (module docstring) also says what ``Heap.idle`` does: "background" presets
+    override :meth:`next_wake_ns` and are ticked at each wake-up inside an idle span;
+    "activity" and "free-driven" ones are not ticked at all while idle."""
 
     name = "preset"
     #: The source file(s) the preset models (``repo: path``).
     source = ""
     #: "activity", "background" or "free-driven" (see the module docstring).
     clock_kind = ""
-    refill_order = "lowest"
+    refill_order = "lowest-address"
 
     def __init__(self, *, time_source: Callable[[], int] | None = None) -> None:
         self.time_source = time_source
-        #: The reason for the latest decision (slab decisions carry no ``why`` of their own).
+        #: The reason for the latest decision (also passed as ``why=`` to the context's
+        #: ``decommit_slab`` / ``decommit_cached``: the decision log's reason).
         self.last_reason = ""
         #: What the preset did, by kind (``slab_purges``, ``epochs``, ...).
         self.counts: dict[str, int] = {}
@@ -107,14 +112,16 @@ class PresetPolicy(ReleasePolicy):
         self.counts[what] = self.counts.get(what, 0) + n
 
     def _purge_slab(self, ctx: PolicyContext, key: Key, advice: str, why: str) -> bool:
-        """Decommit an EMPTY slab (no-op if it was reused meanwhile); remembers ``why``."""
+        """Decommit an EMPTY slab (no-op if it was reused meanwhile), giving ``why`` to the
+        context (the decision log's reason) and keeping it in ``last_reason``."""
         self.last_reason = f"slab {key[0]}.{key[1]}: {why}"
-        ok = ctx.decommit_slab(key[0], key[1], advice)
+        ok = ctx.decommit_slab(key[0], key[1], advice, why=self.last_reason)
         if ok:
             self._count("slab_purges")
         return ok
 
     def _purge_cached(self, ctx: PolicyContext, idx: int, advice: str, why: str) -> bool:
+        """Purge a cached superslab in place, ``why`` given to the context (as for slabs)."""
         self.last_reason = f"cached superslab {idx}: {why}"
         ok = _decommit_cached(ctx, idx, advice, why)
         if ok:

@@ -18,7 +18,8 @@ class GlibcTrimPolicy(PresetPolicy):
     (``systrim`` / ``heap_trim``).  ``malloc_trim(0)`` (:meth:`trim`) walks every arena and
     MADV_DONTNEEDs every free page it can reach.  No timer.
 
-    Clock: none; driven by frees only (and explicit :meth:`trim`).
+    Clock: none; driven by frees only (and explicit :meth:`trim`); ``Heap.idle`` does not
+    tick it.
 
     In simalloc: the heap of the free is the superslab holding the emptied slab, and its "top"
     is its EMPTY (committed) slabs (glibc trims only a contiguous top; the context cannot show

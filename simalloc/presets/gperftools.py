@@ -22,7 +22,8 @@ class GperftoolsScavengePolicy(PresetPolicy):
     if nothing could be released, to ``default_release_delay``.  ``release_rate <= 1e-6``
     disables releasing.  With the default rate 1.0, one page is released per 1000 freed.
 
-    Clock: none; driven by frees only.  An idle program never releases (gperftools #1382).
+    Clock: none; driven by frees only.  An idle program never releases (gperftools #1382);
+    ``Heap.idle`` does not tick it.
 
     In simalloc: a freed span is an emptied slab (64 KiB = 8 pages) or superslab; the free lists
     visited round-robin are the size classes' EMPTY slabs (oldest first, as gperftools takes

@@ -169,9 +169,11 @@ class JemallocDecayPolicy(PresetPolicy):
 
     Clock: activity-driven by default (jemalloc without background threads ticks decay from
     allocation activity, a 1-in-1000 coin flip per allocation, so an idle program never purges,
-    jemalloc #1940): here every slab-empty event and every tick that saw operations.  With
+    jemalloc #1940): here every slab-empty event and every tick that saw operations; ``Heap.idle``
+    does not tick it.  With
     ``background=True`` (``background_thread:true``) application events never purge; a
-    background thread wakes on the heap clock, ops or not: it sleeps until enough pages are due
+    background thread wakes on the heap clock, ops or not (``Heap.idle`` ticks it at each
+    wake-up, :meth:`next_wake_ns`): it sleeps until enough pages are due
     (``decay_ns_until_purge``: >= 100 ms, a full period while <= 1024 pages are dirty,
     indefinitely when none are) and is woken early when application threads' epoch advances
     record more than 1024 new pages; a thread asleep indefinitely is woken by the next free and,
@@ -191,6 +193,7 @@ class JemallocDecayPolicy(PresetPolicy):
     ``include/jemalloc/internal/smoothstep.h`` (the table), ``src/background_thread.c``."""
 
     name = "jemalloc-decay"
+    clock_kind = "activity"  # "background" on instances built with background=True
     source = ("jemalloc/jemalloc: src/decay.c, src/pac.c, include/jemalloc/internal/smoothstep.h, "
               "src/background_thread.c")
 
@@ -215,6 +218,13 @@ class JemallocDecayPolicy(PresetPolicy):
     def knobs(self) -> dict[str, Any]:
         return {"dirty_decay_ms": self.dirty_decay_ms, "muzzy_decay_ms": self.muzzy_decay_ms,
                 "background": self.background}
+
+    def scheduled(self, ctx: PolicyContext) -> set[tuple[int, int | None]]:
+        """Decaying pages: dirty ones, and muzzy ones the context can purge (decay_ms > 0)."""
+        muzzy_slabs = callable(getattr(ctx, "purge_muzzy_slab", None))
+        stages = [st for st in (self.dirty, self.muzzy) if st.decay_ms > 0]
+        return {(i, None if s < 0 else s) for st in stages for i, s in st.pages
+                if st is self.dirty or s < 0 or muzzy_slabs}
 
     # ------------------------------------------------------------------ hooks
     def on_slab_empty(self, ctx: PolicyContext, ev: SlabEvent) -> None:
@@ -259,6 +269,13 @@ class JemallocDecayPolicy(PresetPolicy):
             self._bg_next_wake = now  # woken: runs at the next event or tick (it is cached then)
         return Release.keep(why=f"{pages} dirty pages join the decay backlog (purged along the "
                                 f"smootherstep over {self.dirty_decay_ms} ms)")
+
+    def next_wake_ns(self, ctx: PolicyContext) -> int | None:
+        """Background mode: when the thread next wakes (``Heap.idle`` ticks it then); None
+        while it sleeps until woken, in activity mode, or under a fake ``time_source``."""
+        if not self.background or self.time_source is not None:
+            return None
+        return self._bg_next_wake if self._started else self.now_ns(ctx)
 
     def tick(self, ctx: PolicyContext) -> None:
         now = self._start(ctx)

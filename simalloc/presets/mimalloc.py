@@ -31,7 +31,9 @@ class MimallocPurgePolicy(PresetPolicy):
 
     Clock: activity-driven; mimalloc has no timer thread and checks deadlines when the program
     calls it (page free in that segment, page allocation, collect): here every slab-empty event
-    (its superslab = segment; the whole arena in v3) and every tick that saw operations.
+    (its superslab = segment; the whole arena in v3) and every tick that saw operations;
+    ``Heap.idle`` does not tick it, so a deadline reached while idle is acted on at the next
+    call into the heap.
 
     Approximations (simalloc's hooks): a simalloc superslab is a mimalloc segment (v2), the
     heap is one arena (v3); an *allocation cycle* is a tick that saw operations (ticks come
@@ -80,6 +82,11 @@ class MimallocPurgePolicy(PresetPolicy):
         return {"purge_delay": self.purge_delay, "purge_extend_delay": self.purge_extend_delay,
                 "version": self.version, "arena_purge_mult": self.arena_purge_mult,
                 "purge_decommits": self.purge_decommits, "retire_cycles": self.retire_cycles}
+
+    def scheduled(self, ctx: PolicyContext) -> set[tuple[int, int | None]]:
+        """Pages marked for purge: each segment's (v2) and the arena's (v3; cached superslabs)."""
+        out: set[tuple[int, int | None]] = {(ss, s) for ss, slabs in self._seg_mask.items() for s in slabs}
+        return out | {(i, None if s < 0 else s) for i, s in self._arena_mask}
 
     def arena_delay_ms(self) -> int:
         """``mi_arena_purge_delay``: purge_delay * arena_purge_mult (< 0: never; 0: at once)."""

@@ -17,11 +17,11 @@ class ObmallocPolicy(PresetPolicy):
     empty: here, unmap an empty superslab unless no other empty superslab is cached (it is
     then the last one; in particular the only superslab left is kept).  Pools are never
     released individually.  Allocation prefers the most full arena (the head of the sorted
-    list), so nearly empty arenas drain: declared as ``refill_order = "most-full"``, which the
-    heap honours once its slow path reads ``policy.refill_order`` (today simalloc refills from
-    the lowest superslab index).  obmalloc does not prewarm.
+    list), so nearly empty arenas drain: ``refill_order = "most-full"``, which the heap's
+    partial stage honours (the partial slab with the fewest free blocks first;
+    simalloc/refillorder.py).  obmalloc does not prewarm.
 
-    Clock: none; driven by frees only.
+    Clock: none; driven by frees only; ``Heap.idle`` does not tick it.
 
     Defaults: none (the rule has no knobs).
 

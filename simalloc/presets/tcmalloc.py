@@ -22,7 +22,8 @@ class TcmallocReleasePolicy(PresetPolicy):
     like the filler's subrelease of the sparsest hugepages).
 
     Clock: background, every ``wake_interval_s`` (1 s) of the heap clock, ops or not: it
-    releases while the program is idle.
+    releases while the program is idle (``Heap.idle`` ticks it at each wake-up,
+    :meth:`next_wake_ns`).
 
     Not modelled: the demand-based hugepage subrelease and the adaptive hugepage-cache limit
     (they run even at rate 0).  Empty superslabs are kept warm (the hugepage cache).
@@ -56,6 +57,13 @@ class TcmallocReleasePolicy(PresetPolicy):
         reach = ("the background release takes it first" if _has_cached_api(ctx) else
                  "releasing a cached superslab later needs PolicyContext.decommit_cached")
         return Release.keep(why=f"kept in the hugepage cache (warm); {reach}")
+
+    def next_wake_ns(self, ctx: PolicyContext) -> int | None:
+        """When the background thread next wakes (now if it has not started; None under a
+        fake ``time_source``, which ``Heap.idle`` does not move)."""
+        if self.time_source is not None:
+            return None
+        return self._next_wake if self._prev is not None else self.now_ns(ctx)
 
     def tick(self, ctx: PolicyContext) -> None:
         now = self.now_ns(ctx)

@@ -69,7 +69,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _policies(args: argparse.Namespace, default: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
     from ..experiments.overrides import merge_overrides
-    from .replay import policy_overrides
+    from ..policy import policy_overrides
 
     base = _overrides(args)
     names = args.policy or list(default)
@@ -216,7 +216,8 @@ def add_subcommands(sub: Any) -> dict[str, Command]:
     def policy_arg(sp: argparse.ArgumentParser, default: str) -> None:
         sp.add_argument("--policy", action="append", metavar="NAME",
                         help="release policy, repeatable: fast, lean (=lean-free), lean-free, "
-                             f"lean-dontneed, slab-purge, auto or module:Class (default {default})")
+                             "lean-dontneed, slab-purge, auto, a preset (glibc-trim, "
+                             f"jemalloc-decay, ...) or module:Class (default {default})")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE[,...]",
                         help="config override(s) on top of the policy, e.g. HAKMEM_SS_MEM_LEAN_TARGET_MB=4")
         sp.add_argument("--kernel", choices=("python", "cython", "auto"), default=None,
@@ -267,7 +268,8 @@ def add_subcommands(sub: Any) -> dict[str, Command]:
                     help="repair instead of failing: drop frees of unknown addresses, free a "
                          "live block whose address is handed out again (lossy tracers)")
     sp.add_argument("--save", metavar="OUT.npz", help="also write the converted op stream")
-    sp.add_argument("--samples", type=int, default=64, help="residency samples per replay (64)")
+    sp.add_argument("--samples", type=int, default=64, help="resident samples per replay (64; from the "
+                                                                  "heap's page model)")
     sp.add_argument("--png", metavar="FILE", help="heap resident over the replay (plot extra)")
     sp.add_argument("--json", action="store_true", help="JSON on stdout")
     reg("replay", sp, _cmd_replay)
@@ -286,7 +288,8 @@ def add_subcommands(sub: Any) -> dict[str, Command]:
     sp.add_argument("--pymalloc", action="store_true",
                     help="keep pymalloc (then only its arenas and big blocks are seen)")
     sp.add_argument("--keep-capture", action="store_true", help="keep memray's .bin beside -o")
-    sp.add_argument("--samples", type=int, default=64, help="residency samples per replay (64)")
+    sp.add_argument("--samples", type=int, default=64, help="resident samples per replay (64; from the "
+                                                                  "heap's page model)")
     sp.add_argument("--json", action="store_true", help="JSON on stdout")
     sp.add_argument("command", nargs=argparse.REMAINDER, help="-- python script.py [ARGS...]")
     reg("record", sp, _cmd_record)

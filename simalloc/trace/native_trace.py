@@ -25,10 +25,17 @@ one file is written (:mod:`.opfile`), and both consumers read that file:
   ``decommitted_bytes`` (DONTNEED + FREE) plus unmapped superslabs and Mid regions at their
   size (direct-mapped large blocks are not counted: no stream here has any).
 
+Idle phases (the ``idle`` stream: :mod:`simalloc.workloads.idle`; ``OP_IDLE`` rows): the driver
+sleeps through each gap, so the real allocators' background threads act (jemalloc's only with
+``MALLOC_CONF=background_thread:true`` in the environment, which is passed through; tcmalloc's
+background release); the models' virtual clock jumps over it and background presets tick at
+their wake-ups.  The ``idle`` stream has :data:`IDLE_STREAM_PARAMS` (5 rounds, each a burst then
+a 2 s gap: 10 s of real sleep per driver run) whatever ``--ops`` says.
+
 Read the two side by side with care: the native peak is a whole process (base included), the
-model's is the heap's own pages; the models' clocks are wall time, and the simulator runs the
-stream ~3x slower than the C driver, so time-driven rules (jemalloc's decay, mimalloc's purge
-delay) see different elapsed times.  Debian's ``libtcmalloc_minimal.so.4`` is gperftools'
+model's is the heap's own pages; the models' clocks are virtual (ops x ``ns_per_op`` + idle
+time), the driver's real, so time-driven rules (jemalloc's decay, mimalloc's purge delay) see
+the same idle gaps but not the same busy time.  Debian's ``libtcmalloc_minimal.so.4`` is gperftools'
 tcmalloc, so its first model is ``gperftools-scavenge``; ``tcmalloc-release`` models Google's
 newer tcmalloc and is listed second.
 """
@@ -62,13 +69,15 @@ from ..native import (
 )
 from ..native.opfile import StreamFile, build_stream, stream_file
 
-__all__ = ["DEFAULT_STREAMS", "MARK_BASE", "MODELS", "SideRow", "format_side_by_side",
+__all__ = ["DEFAULT_STREAMS", "IDLE_STREAM_PARAMS", "MARK_BASE", "MODELS", "SideRow", "format_side_by_side",
            "main_trace", "make_stream", "model_row", "native_row", "side_by_side"]
 
 #: ``lseek`` offset base of the driver's phase marks (driver.c, file mode).
 MARK_BASE = 0x5A11D000
 #: Streams run when none is named.
 DEFAULT_STREAMS = ("mixed", "churn")
+#: Parameters of the ``idle`` stream (it sleeps for real in the driver: keep it short).
+IDLE_STREAM_PARAMS: dict[str, Any] = {"rounds": 5, "idle_s": 2.0}
 #: Allocator -> the simalloc presets that model its release rule (first = closest).
 MODELS: dict[str, tuple[str, ...]] = {
     "glibc": ("glibc-trim",),
@@ -183,7 +192,8 @@ def model_row(preset: str, allocator: str, sf: StreamFile, rows: np.ndarray) -> 
         st = heap.stats()
         res = heap.resident()
         ss_size = 1 << int(heap.config.ss_lg)
-        row.extra = {"policy": st["policy"], "kernel": st["kernel"], "seconds": dt}
+        row.extra = {"policy": st["policy"], "kernel": st["kernel"], "seconds": dt,
+                     "virtual_s": (heap.clock().virtual_ns or 0) / 1e9}
     finally:
         heap.close()
     row.ops_per_s = sf.ops / dt if dt > 0 else 0.0
@@ -211,7 +221,8 @@ def make_stream(spec: str, directory: str | os.PathLike[str], *, ops: int, ws: i
     from .readers import read_trace
 
     if spec in WORKLOADS:
-        return build_stream(spec, directory, ops=ops, ws=ws, seed=seed)
+        params = IDLE_STREAM_PARAMS if spec == "idle" else None
+        return build_stream(spec, directory, ops=ops, ws=ws, seed=seed, params=params)
     if not os.path.isfile(spec):
         raise ConfigError(f"stream {spec!r}: neither a workload ({', '.join(WORKLOADS)}) nor "
                           f"a trace file")
@@ -283,7 +294,8 @@ def format_side_by_side(streams: list[StreamFile], rows: list[SideRow], notes: l
     out: list[str] = []
     for sf in streams:
         out.append(f"stream {sf.name}: {sf.describe}")
-        out.append(f"  {sf.ops:,} timed ops after {sf.warmup_ops:,} warm-up ops, {sf.n_slots:,} "
+        idle = f" and {sf.idle_rows:,} idle rows" if sf.idle_rows else ""
+        out.append(f"  {sf.ops:,} timed ops{idle} after {sf.warmup_ops:,} warm-up ops, {sf.n_slots:,} "
                    f"slots; one file, {sf.path.name}, read by the driver and by Heap.replay")
         out.append(f"  {'':<24} {'':>6} {'ops/s':>12} {'peak KiB':>9} {'final KiB':>9} "
                    f"{'base KiB':>8}  " + " ".join(f"{h + '/op':>12}" for h in heads)

@@ -10,6 +10,13 @@
    replayed heaps' resident bytes, on a common axis of progress through the run (time for the
    process, operations for the replay: memray records no per-allocation times), as text and,
    with ``--png``, as a plot.
+
+With ``--json`` stdout carries one JSON document and nothing else: the recorded program's own
+stdout goes to stderr, as do the progress lines.
+
+Resident figures of the replays are the heap's exact page model (``heap.resident()``); the
+kernel's figure (``heap.residency()``) is read once per replay, at the end, as a cross-check
+(:func:`~.replay.replay_stream`).
 """
 
 from __future__ import annotations
@@ -115,6 +122,14 @@ def plot_replay(stream: OpStream, runs: list[tuple[str, dict[str, Any]]],
     return p
 
 
+def _stderr_fd() -> int:
+    """The file descriptor behind ``sys.stderr`` (2 when it has none, e.g. a captured stream)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 2
+
+
 def record(cmd: list[str], *, out: str, policies: list[tuple[str, dict[str, Any]]],
            png: str | None = None, pymalloc: bool = False, samples: int = 64,
            as_json: bool = False, keep_capture: bool = False) -> int:
@@ -143,7 +158,8 @@ def record(cmd: list[str], *, out: str, policies: list[tuple[str, dict[str, Any]
             env["PYTHONMALLOC"] = "malloc"
         print(f"record: {' '.join(argv)}" + ("" if pymalloc else "  (PYTHONMALLOC=malloc)"),
               file=sys.stderr, flush=True)
-        proc = subprocess.run(argv, env=env)
+        # --json: stdout carries the JSON document only, so the program's own output goes to stderr
+        proc = subprocess.run(argv, env=env, stdout=_stderr_fd() if as_json else None)
         if not os.path.exists(capture):
             print(f"simalloc record: error: memray wrote no capture (exit {proc.returncode})",
                   file=sys.stderr)

@@ -3,15 +3,24 @@ reports, plus what only a heap with real memory can: resident bytes, syscalls an
 
 The stream runs in the kernel's batch loop (``Heap.replay``; reallocs go through the heap's
 slow path from inside that loop) in ``samples`` pieces.  Between pieces -- outside the timed
-part -- ``heap.residency()`` is sampled (the heap's own pages from ``/proc/self/pagemap``), and
-one piece boundary is placed right after the operation where the live payload peaks, so the
-resident figure at the payload peak is always measured.
+part -- the heap's resident bytes are sampled from its exact page model (``heap.resident()``,
+a few counters: microseconds, simalloc/pages.py), and one piece boundary is placed right after
+the operation where the live payload peaks, so the resident figure at the payload peak is
+always measured.  The kernel's figure (``heap.residency()``: ``/proc/self/pagemap`` and smaps,
+milliseconds per call) is read once, at the end, as a cross-check of the model.
 
 Figures (:func:`replay_stream` returns them as a dict):
 
 * ``ops``, ``seconds`` (sum of the timed ``Heap.replay`` calls), ``ops_per_s``;
 * ``peak_live_payload``: the largest sum of live requested bytes (from the stream alone);
-* ``peak_resident_bytes`` / ``final_resident_bytes``: the heap's resident pages (sampled);
+* ``peak_resident_bytes``: the exact high-water mark of the heap's resident pages (page model:
+  no peak is missed between samples); ``resident_at_peak_payload``: resident bytes right after
+  the payload peak; ``mean_resident_virtual_bytes``: resident bytes averaged over the heap's
+  virtual time (idle spans weigh their length);
+* ``final_resident_bytes`` / ``final_lazyfree_bytes``: the page model at the end;
+  ``kernel_resident_bytes`` / ``kernel_lazyfree_bytes``: what the kernel says at the end
+  (pagemap; LazyFree of the VMAs holding the heap, which may merge with neighbours), equal to
+  the model's figure when the model is exact (pages.py);
 * ``util``: mdriver's utilisation with the kernel's truth as the heap size,
   ``peak_live_payload / peak_resident_bytes``; ``util_mapped`` uses the peak of mapped bytes
   (mdriver's own definition divides by the heap's size, which for mdriver is its brk extent);
@@ -19,9 +28,13 @@ Figures (:func:`replay_stream` returns them as a dict):
   layer), ``madvise_by_advice``;
 * ``minor_faults`` / ``faults_per_op``: the process's minor page faults during the timed calls
   (first touches plus refaults of pages the policy gave back).
+* ``process_rss_bytes``: the process's VmRSS at the end (the interpreter included).
 
-Trace times are kept in the stream (``OpStream.times``) but cannot drive the heap's clock yet:
-the heap's clock is wall time (``Heap.clock()``), with no public way to advance it.
+Times from the trace drive the heap's clock when present (``use_times``, default on): the
+stream gets ``OP_IDLE`` rows where the trace's time runs ahead of the heap's virtual clock
+(``OpStream.with_idle`` at the heap's ``ns_per_op``), so a program's quiet spells are idle time
+for the policy (background policies tick during them).  ``idle_rows``, ``idle_s`` and
+``virtual_s`` (the heap's virtual clock at the end) report it; ``ops`` counts operations only.
 """
 
 from __future__ import annotations
@@ -35,31 +48,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..policy import policy_overrides  # re-exported: --policy NAME -> overrides
 from .opstream import OpStream
 
-__all__ = ["POLICY_PRESETS", "policy_overrides", "replay_stream", "trace_workload_params"]
-
-#: Policy names the trace commands accept (``--policy``), as config overrides.
-POLICY_PRESETS: dict[str, dict[str, str]] = {
-    "fast": {"policy": "fast", "mem_lean": "0"},
-    "lean": {"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "FREE"},
-    "lean-free": {"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "FREE"},
-    "lean-dontneed": {"policy": "lean", "mem_lean": "1", "mem_lean_decommit": "DONTNEED"},
-    "slab-purge": {"policy": "slab-purge", "mem_lean": "0"},
-}
-
-
-def policy_overrides(name: str) -> dict[str, str]:
-    """Config overrides for a ``--policy`` value: a preset (see :data:`POLICY_PRESETS`),
-    ``auto`` (the environment decides) or ``module:Class``."""
-    if name in POLICY_PRESETS:
-        return dict(POLICY_PRESETS[name])
-    if name == "auto":
-        return {}
-    if ":" in name:
-        return {"policy": name}
-    raise ConfigError(f"--policy {name!r}: expected one of {', '.join(POLICY_PRESETS)}, auto "
-                      f"or module:Class")
+__all__ = ["policy_overrides", "replay_stream", "trace_workload_params"]
 
 
 def _boundaries(n: int, samples: int, extra: int) -> list[int]:
@@ -69,26 +61,40 @@ def _boundaries(n: int, samples: int, extra: int) -> list[int]:
     return sorted(pts)
 
 
+def _sample(heap: Any, op: int, st: Mapping[str, Any] | None) -> tuple[int, int, int, int]:
+    """``(op, resident, lazyfree, mapped)`` from the heap's page model (microseconds; no
+    ``/proc`` read); ``mapped`` is 0 unless ``st`` (a ``stats()``) is given."""
+    r = heap.resident()
+    return (op, int(r["resident_bytes"]), int(r["lazyfree_bytes"]),
+            int(st["mapped_bytes"]) if st is not None else 0)
+
+
 def replay_stream(stream: OpStream, overrides: Mapping[str, Any] | None = None, *,
                   samples: int = 64, heap_factory: Callable[..., Any] | None = None,
-                  timeline: bool = False) -> dict[str, Any]:
+                  timeline: bool = False, use_times: bool = True) -> dict[str, Any]:
     """Replay ``stream`` on a fresh heap built with ``overrides`` (on top of the environment)
     and return the figures listed in the module docstring.  ``timeline=True`` adds
-    ``timeline``: ``(op, resident, lazyfree, mapped)`` per sample."""
+    ``timeline``: ``(op, resident, lazyfree, mapped)`` per sample (page model; ``mapped``
+    from ``stats()``, read only for the timeline).  ``use_times``: the trace's
+    times drive the heap's clock (idle rows; module docstring)."""
     from ..heap import Heap
 
-    summary = stream.summary()
-    n = len(stream)
     factory = heap_factory or Heap
     heap = factory(**dict(overrides or {}))
+    if use_times and stream.times is not None:
+        try:
+            stream = stream.with_idle(float(getattr(getattr(heap, "config", None), "ns_per_op", 0.0)))
+        except BaseException:
+            heap.close()
+            raise
+    summary = stream.summary()
+    n = len(stream)
     try:
         slots = stream.new_slots()
         ops = np.ascontiguousarray(stream.ops, dtype=np.int64)
         bounds = _boundaries(n, samples, summary["peak_live_at_op"])
-        res0 = heap.residency()
-        samples_out: list[tuple[int, int, int, int]] = [
-            (0, int(res0["resident_bytes"]), int(res0["lazyfree_bytes"]), int(res0["mapped_bytes"]))]
         st0 = heap.stats()
+        samples_out = [_sample(heap, 0, st0 if timeline else None)]
         seconds = 0.0
         faults = 0
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
@@ -100,46 +106,52 @@ def replay_stream(stream: OpStream, overrides: Mapping[str, Any] | None = None, 
             heap.replay(chunk, slots)
             seconds += time.perf_counter() - t0
             faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
-            r = heap.residency()
-            samples_out.append((hi, int(r["resident_bytes"]), int(r["lazyfree_bytes"]),
-                                int(r["mapped_bytes"])))
+            samples_out.append(_sample(heap, hi, heap.stats() if timeline else None))
         st = heap.stats()
-        final = heap.residency()
+        model = heap.resident()
+        kernel = heap.residency()  # the kernel's figure, once: the cross-check of the model
+        clock = heap.clock()
     finally:
         heap.close()
-    resident = [s[1] for s in samples_out]
-    peak_res = max(resident) if resident else 0
+    peak_res = max(int(model["resident_peak_bytes"]), *(s[1] for s in samples_out))
     at_peak = next((s[1] for s in samples_out if s[0] == summary["peak_live_at_op"] + 1), None)
     syscalls = int(st["syscalls"]) - int(st0["syscalls"])
     payload = summary["peak_live_payload"]
+    n_ops = n - summary["idle_rows"]
     out: dict[str, Any] = {
         "policy": st.get("policy"),
         "kernel": st.get("kernel"),
-        "ops": n,
+        "ops": n_ops,
+        "idle_rows": summary["idle_rows"],
+        "idle_s": summary["idle_ns"] / 1e9,
+        "virtual_s": (getattr(clock, "virtual_ns", None) or 0) / 1e9,
         "mallocs": summary["mallocs"],
         "frees": summary["frees"],
         "reallocs": summary["reallocs"],
         "n_slots": summary["n_slots"],
         "seconds": seconds,
-        "ops_per_s": n / seconds if seconds > 0 else 0.0,
+        "ops_per_s": n_ops / seconds if seconds > 0 else 0.0,
         "peak_live_payload": payload,
         "final_live_payload": summary["final_live_payload"],
         "peak_resident_bytes": peak_res,
         "resident_at_peak_payload": at_peak,
-        "final_resident_bytes": int(final["resident_bytes"]),
-        "final_lazyfree_bytes": int(final["lazyfree_bytes"]),
+        "mean_resident_virtual_bytes": float(model["resident_mean_virtual_bytes"]),
+        "final_resident_bytes": int(model["resident_bytes"]),
+        "final_lazyfree_bytes": int(model["lazyfree_bytes"]),
+        "kernel_resident_bytes": int(kernel["resident_bytes"]),
+        "kernel_lazyfree_bytes": int(kernel["lazyfree_bytes"]),
         "mapped_peak_bytes": int(st.get("mapped_peak_bytes", 0)),
         "util": payload / peak_res if peak_res else 0.0,
         "util_mapped": payload / st["mapped_peak_bytes"] if st.get("mapped_peak_bytes") else 0.0,
         "syscalls": syscalls,
-        "syscalls_per_op": syscalls / n if n else 0.0,
+        "syscalls_per_op": syscalls / n_ops if n_ops else 0.0,
         "mmap_total": int(st["mmap_total"]) - int(st0["mmap_total"]),
         "munmap_total": int(st["munmap_total"]) - int(st0["munmap_total"]),
         "madvise_by_advice": {k: int(v) - int(st0["madvise_by_advice"].get(k, 0))
                               for k, v in st["madvise_by_advice"].items()},
         "minor_faults": int(faults),
-        "faults_per_op": faults / n if n else 0.0,
-        "process_rss_bytes": int(final.get("vm_rss_bytes", final.get("rss_bytes", 0)) or 0),
+        "faults_per_op": faults / n_ops if n_ops else 0.0,
+        "process_rss_bytes": int(kernel.get("vm_rss_bytes", kernel.get("rss_bytes", 0)) or 0),
     }
     if timeline:
         out["timeline"] = samples_out
@@ -185,7 +197,11 @@ def format_replay(stream: OpStream, results: list[tuple[str, dict[str, Any]]]) -
             adv = ", ".join(f"{k} {v}" for k, v in r["madvise_by_advice"].items() if v) or "none"
             lines.append(f"  {label}: {r['policy']}; kernel {r['kernel']}; mmap {r['mmap_total']}, "
                          f"munmap {r['munmap_total']}, madvise: {adv}; resident at the payload "
-                         f"peak {_mib(r['resident_at_peak_payload'])} MiB")
+                         f"peak {_mib(r['resident_at_peak_payload'])} MiB; at the end the kernel "
+                         f"says {_mib(r['kernel_resident_bytes'])} MiB resident (model "
+                         f"{_mib(r['final_resident_bytes'])})"
+                         + (f"; trace times: {r['idle_rows']:,} idle rows, {r['idle_s']:.3f} s idle, "
+                            f"virtual clock {r['virtual_s']:.3f} s" if r.get("idle_rows") else ""))
     return "\n".join(lines)
 
 

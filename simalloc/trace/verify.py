@@ -8,10 +8,11 @@ were taken (see :mod:`._verify_child`).
 **Which syscalls are the heap's.**  The interpreter maps memory too (pymalloc arenas, numpy
 buffers, thread stacks), so every call is classified:
 
-* an ``mmap`` is the heap's when the next memory call *of the same thread* is
-  ``madvise(MADV_NOHUGEPAGE)`` inside the new mapping -- the OS layer marks every mapping it
+* an ``mmap`` is the heap's when a later memory call *of the same thread* (within its next 16)
+  is ``madvise(MADV_NOHUGEPAGE)`` inside the new mapping -- the OS layer marks every mapping it
   makes that way, right after mapping it (``OSLayer.reserve``); nothing in CPython, glibc or
-  numpy uses NOHUGEPAGE (numpy asks for HUGEPAGE);
+  numpy uses NOHUGEPAGE (numpy asks for HUGEPAGE).  The interpreter may map memory of its own
+  in between (a new pymalloc arena), so the mark is matched by address, not by adjacency;
 * an alignment retry -- ``mmap`` of the superslab size, ``munmap`` of exactly that mapping,
   then a heap ``mmap`` of twice the size whose NOHUGEPAGE window has the first size -- is the
   heap's, all three calls;
@@ -37,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..policy import BUILTIN_POLICIES
 from ._verify_child import MARKER_BASE
 from .ptracer import ADVICE_NAMES, SyscallTrace, trace_command
-from .replay import POLICY_PRESETS
 
 __all__ = ["DEFAULT_PARAMS", "DEFAULT_POLICIES", "VerifyResult", "classify", "format_verify",
            "run_verify", "verify_one"]
@@ -77,6 +78,24 @@ class VerifyResult:
                 "seconds": self.seconds}
 
 
+#: Memory calls of one thread searched back for the mmap a NOHUGEPAGE mark belongs to: the
+#: interpreter may map memory of its own (a pymalloc arena, a ctypes buffer) between the heap's
+#: mmap and its mark.
+_WINDOW = 16
+
+
+def _mapping_marked(evs: list[Any], hist: list[int], heap: list[bool], args: Any) -> int:
+    """Index of the latest unclaimed ``mmap`` of this thread (in ``hist``) whose mapping holds
+    the NOHUGEPAGE range ``args``, or -1."""
+    for j in reversed(hist):
+        e = evs[j]
+        if e[4] == "mmap" and not heap[j]:
+            base, length = e[6], e[5][1]
+            if base >= 0 and base <= args[0] and args[0] + args[1] <= base + length:
+                return j
+    return -1
+
+
 def classify(tr: SyscallTrace, pid: int | None = None) -> dict[str, Any]:
     """Split the traced memory calls of ``pid`` (default: the root process) into the heap's
     and the rest, per phase (marks 0-1: ``run``; 1-2: ``close``).  Returns counts per phase."""
@@ -103,18 +122,22 @@ def classify(tr: SyscallTrace, pid: int | None = None) -> dict[str, Any]:
         hist = last[tid]
         if name == "madvise":
             adv = ADVICE_NAMES.get(args[2], str(args[2]))
-            if adv == "NOHUGEPAGE" and hist and evs[hist[-1]][4] == "mmap":
-                j = hist[-1]
+            j = _mapping_marked(evs, hist, heap, args) if adv == "NOHUGEPAGE" else -1
+            if j >= 0:
                 base, length = evs[j][6], evs[j][5][1]
-                if base >= 0 and base <= args[0] and args[0] + args[1] <= base + length:
-                    heap[j] = heap[i] = True
-                    live[base] = length
-                    # alignment retry: mmap(S) -> munmap(same) -> this mmap(2S), window S
-                    if len(hist) >= 3 and evs[hist[-2]][4] == "munmap" and evs[hist[-3]][4] == "mmap":
-                        m1, u1 = evs[hist[-3]], evs[hist[-2]]
-                        if (u1[5][0] == m1[6] and u1[5][1] == m1[5][1] == args[1]
-                                and length > args[1]):
-                            heap[hist[-3]] = heap[hist[-2]] = True
+                heap[j] = heap[i] = True
+                live[base] = length
+                # alignment retry: mmap(S) -> munmap(same) -> the mmap(S + align), window S
+                k = hist.index(j)
+                for u in reversed(hist[:k]):
+                    if evs[u][4] != "munmap" or heap[u]:
+                        continue
+                    m1 = next((m for m in reversed(hist[:hist.index(u)]) if evs[m][4] == "mmap"
+                               and evs[m][6] == evs[u][5][0] and not heap[m]), None)
+                    if (m1 is not None and evs[u][5][1] == evs[m1][5][1] == args[1]
+                            and length > args[1]):
+                        heap[m1] = heap[u] = True
+                    break
             elif inside(args[0], args[1]):
                 heap[i] = True
         elif name == "munmap":
@@ -122,7 +145,7 @@ def classify(tr: SyscallTrace, pid: int | None = None) -> dict[str, Any]:
                 heap[i] = True
                 del live[args[0]]
         hist.append(i)
-        if len(hist) > 3:
+        if len(hist) > _WINDOW:
             del hist[0]
     while mi < len(mark_iter):
         live_at[mark_iter[mi][1]] = sum(live.values())
@@ -240,7 +263,7 @@ def run_verify(policies: list[tuple[str, dict[str, Any]]] | None = None, *,
     """:func:`verify_one` for each ``(label, overrides)``; default: :data:`DEFAULT_POLICIES`
     on churn with :data:`DEFAULT_PARAMS`."""
     if policies is None:
-        policies = [(p, dict(POLICY_PRESETS[p])) for p in DEFAULT_POLICIES]
+        policies = [(p, dict(BUILTIN_POLICIES[p])) for p in DEFAULT_POLICIES]
         kw.setdefault("params", dict(DEFAULT_PARAMS))
     out = []
     for label, ov in policies:

@@ -8,6 +8,7 @@ churn      bursts that fill and empty whole superslabs over a steady set (``chur
 tiny-hot   hakmem's bench_tiny_hot: 100 x 64 B allocated, freed LIFO (``tiny_hot``)
 larson     larson-like random replacement in a full table (``larson``)
 mstress    mstress-like phases: allocate many, free most, some survive (``mstress``)
+idle       bursts that grow and shrink the heap, each followed by an idle gap (``idle``)
 trace      a recorded program's op stream from an ``.npz`` file, ``path=FILE`` (``trace``)
 =========  =================================================================================
 
@@ -35,6 +36,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Workload, XorshiftStream, xorshift32, xorshift32_array
 from .churn import ChurnWorkload
+from .idle import IdleWorkload
 from .larson import LarsonWorkload
 from .mixed import MixedGen, MixedWorkload, mixed_ops, run_mixed, run_mixed_on
 from .mstress import MstressWorkload
@@ -42,7 +44,7 @@ from .opstream import OpStream, load_npz
 from .tiny_hot import TinyHotWorkload
 from .trace import TraceWorkload
 
-__all__ = ["WORKLOADS", "ChurnWorkload", "LarsonWorkload", "MixedGen", "MixedWorkload",
+__all__ = ["WORKLOADS", "ChurnWorkload", "IdleWorkload", "LarsonWorkload", "MixedGen", "MixedWorkload",
            "MstressWorkload", "OpStream", "TinyHotWorkload", "TraceWorkload", "Workload",
            "XorshiftStream", "get_workload", "load_npz", "mixed_ops", "run_mixed", "run_mixed_on",
            "xorshift32", "xorshift32_array"]
@@ -50,7 +52,7 @@ __all__ = ["WORKLOADS", "ChurnWorkload", "LarsonWorkload", "MixedGen", "MixedWor
 #: Workload name -> class (read-only).
 WORKLOADS: MappingProxyType[str, type[Workload]] = MappingProxyType({
     cls.name: cls for cls in (MixedWorkload, ChurnWorkload, TinyHotWorkload, LarsonWorkload,
-                              MstressWorkload, TraceWorkload)
+                              MstressWorkload, IdleWorkload, TraceWorkload)
 })
 
 

@@ -67,7 +67,7 @@ from .base import (
     toggle_parity,
 )
 
-__all__ = ["ChurnWorkload", "steady_rows"]
+__all__ = ["ChurnWorkload", "SteadySetWarmup", "derive_rounds", "steady_rows"]
 
 _FREE_ORDERS = ("fifo", "lifo", "random")
 
@@ -91,7 +91,39 @@ def steady_rows(rng: XorshiftStream, n: int, ws: int, occ: np.ndarray, lo: int =
         n -= take
 
 
-class ChurnWorkload(Workload):
+def derive_rounds(p: dict[str, Any], ops: int, round_ops: float) -> int:
+    """Rounds of a burst workload: ``p["rounds"]`` if given (>= 0), else about ``ops /
+    round_ops`` (at least one); written back into ``p`` so ``describe()`` shows it."""
+    if p["rounds"] is None:
+        rounds = max(1, round(ops / round_ops))
+    else:
+        rounds = int(p["rounds"])
+        if rounds < 0:
+            raise ValueError(f"rounds={rounds} must be >= 0")
+    p["rounds"] = rounds
+    return rounds
+
+
+class SteadySetWarmup(Workload):
+    """A steady set of ``ws`` slots toggled ``2 ws`` times before the timed part (churn, idle):
+    the warm-up rows and the occupancy they leave."""
+
+    steady_min: int
+    steady_max: int
+
+    def _warmup_rows(self) -> Iterator[np.ndarray]:
+        occ = np.zeros(self.ws, dtype=bool)
+        yield from steady_rows(XorshiftStream(self.seed, 1), 2 * self.ws, self.ws, occ,
+                               self.steady_min, self.steady_max)
+
+    def _steady_after_warmup(self) -> np.ndarray:
+        occ = np.zeros(self.ws, dtype=bool)
+        toggle_parity((XorshiftStream(self.seed, 1).next(2 * self.ws) % np.uint32(self.ws))
+                      .astype(np.int64), occ)
+        return occ
+
+
+class ChurnWorkload(SteadySetWarmup):
     """Bursts that fill and empty whole superslabs over a steady working set."""
 
     name = "churn"
@@ -115,25 +147,8 @@ class ChurnWorkload(Workload):
         self.burst_blocks = max(1, int(float(p["burst_mb"]) * (1 << 20) / max(mean, 1.0)))
         self.idle_ops = int(round(float(p["idle_ratio"]) * 2 * self.burst_blocks))
         round_ops = 2 * self.burst_blocks + self.idle_ops
-        if p["rounds"] is None:
-            self.rounds = max(1, round(self.ops / round_ops))
-        else:
-            self.rounds = int(p["rounds"])
-            if self.rounds < 0:
-                raise ValueError(f"rounds={self.rounds} must be >= 0")
-        p["rounds"] = self.rounds
+        self.rounds = derive_rounds(p, self.ops, round_ops)
         self.nslots = self.ws + self.burst_blocks
-
-    def _warmup_rows(self) -> Iterator[np.ndarray]:
-        occ = np.zeros(self.ws, dtype=bool)
-        yield from steady_rows(XorshiftStream(self.seed, 1), 2 * self.ws, self.ws, occ,
-                               self.steady_min, self.steady_max)
-
-    def _steady_after_warmup(self) -> np.ndarray:
-        occ = np.zeros(self.ws, dtype=bool)
-        toggle_parity((XorshiftStream(self.seed, 1).next(2 * self.ws) % np.uint32(self.ws))
-                      .astype(np.int64), occ)
-        return occ
 
     def _sizes(self) -> tuple[int, int]:
         occ = self._steady_after_warmup()

@@ -1,5 +1,6 @@
 """The op stream as a file: :class:`OpStream` (int64 rows ``kind, slot, size`` with the kinds
-of :mod:`simalloc.constants`, ``OP_MALLOC`` 0, ``OP_FREE`` 1, ``OP_REALLOC`` 2), its compact
+of :mod:`simalloc.constants`, ``OP_MALLOC`` 0, ``OP_FREE`` 1, ``OP_REALLOC`` 2, and ``OP_IDLE`` 3:
+idle time, its size column in ns, its slot ignored), its compact
 ``.npz`` form and its validation -- the rows every workload gives (:mod:`.base`) and
 ``Heap.replay`` takes, kept with what a recorded trace adds (times, source, counts).
 
@@ -13,6 +14,15 @@ optionally ``time`` (float64 seconds since the trace began), ``n_slots`` and ``m
 string: source, format, counts).  About 3-6 bytes per operation after compression.
 :func:`load_npz` validates everything (:func:`validate_ops`) and raises
 :class:`~simalloc.errors.TraceError` naming the file and the op.
+
+Trace times drive the heap's clock through :meth:`OpStream.with_idle`: where the trace's time
+runs ahead of the heap's virtual clock (ops x ``ns_per_op``), ``OP_IDLE`` rows make up the
+difference, so a program's quiet spells become idle time in the heap (background policies tick
+during them).  With ``C_i = max(0, max_{j<=i} (t_j - j x ns_per_op))`` -- the idle time that
+keeps virtual time at or past trace time up to op ``i`` -- an idle row goes before op ``i``
+whenever ``C`` crosses a multiple of ``min_gap_ns`` (default 1 ms): the heap's clock never lags
+the trace by ``min_gap_ns`` or more, and a trace gets at most one idle row per ``min_gap_ns``
+of its duration.  Vectorised (a cumulative maximum), no Python loop per op.
 """
 
 from __future__ import annotations
@@ -27,12 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from ..constants import MAX_REQUEST, OP_FREE, OP_MALLOC, OP_REALLOC
+from ..constants import MAX_REQUEST, OP_FREE, OP_IDLE, OP_MALLOC, OP_REALLOC
 from ..errors import TraceError
 
 __all__ = ["OP_NAMES", "OpStream", "load_npz", "validate_ops"]
 
-OP_NAMES = {OP_MALLOC: "malloc", OP_FREE: "free", OP_REALLOC: "realloc"}
+OP_NAMES = {OP_MALLOC: "malloc", OP_FREE: "free", OP_REALLOC: "realloc", OP_IDLE: "idle"}
 
 
 @dataclass
@@ -61,12 +71,16 @@ class OpStream:
     # ------------------------------------------------------------------ figures
     def payload_deltas(self) -> np.ndarray:
         """Change of live payload bytes at each op (int64): ``+size`` for a malloc, minus the
-        freed block's size for a free, ``new - old`` for a realloc."""
+        freed block's size for a free, ``new - old`` for a realloc, 0 for an idle row."""
         ops = self.ops
         n = len(ops)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         kind, slot, size = ops[:, 0], ops[:, 1], ops[:, 2]
+        idle = kind == OP_IDLE
+        if idle.any():  # idle rows name no block: give them a slot of their own
+            slot = np.where(idle, max(self.n_slots, int(slot.max()) + 1), slot)
+            size = np.where(idle, 0, size)
         # The size a slot held before op i is the size set by the previous op on that slot.
         order = _slot_order(slot)
         prev = np.full(n, -1, dtype=np.int64)
@@ -74,7 +88,8 @@ class OpStream:
         prev[order[1:][same]] = order[:-1][same]
         prev_size = np.where(prev >= 0, size[np.maximum(prev, 0)], 0)
         return np.where(kind == OP_MALLOC, size,
-                        np.where(kind == OP_FREE, -prev_size, size - prev_size))
+                        np.where(kind == OP_FREE, -prev_size,
+                                 np.where(kind == OP_IDLE, 0, size - prev_size)))
 
     def live_payload(self) -> np.ndarray:
         """Live payload bytes after each op (int64, cumulative)."""
@@ -94,6 +109,7 @@ class OpStream:
     def _summary(self) -> dict[str, Any]:
         ops = self.ops
         kind = ops[:, 0] if len(ops) else np.zeros(0, dtype=np.int64)
+        idle = kind == OP_IDLE
         live = self.live_payload()
         peak_at = int(np.argmax(live)) if len(live) else -1
         return {
@@ -101,14 +117,40 @@ class OpStream:
             "mallocs": int(np.count_nonzero(kind == OP_MALLOC)),
             "frees": int(np.count_nonzero(kind == OP_FREE)),
             "reallocs": int(np.count_nonzero(kind == OP_REALLOC)),
+            "idle_rows": int(np.count_nonzero(idle)),
+            "idle_ns": int(ops[idle, 2].sum()) if len(ops) else 0,
             "n_slots": self.n_slots,
             "peak_live_payload": int(live[peak_at]) if len(live) else 0,
             "peak_live_at_op": peak_at,
             "final_live_payload": int(live[-1]) if len(live) else 0,
-            "max_size": int(ops[:, 2].max()) if len(ops) else 0,
+            "max_size": int(ops[~idle, 2].max()) if (~idle).any() else 0,
             "duration_s": (float(self.times[-1] - self.times[0])
                            if self.times is not None and len(self.times) else None),
         }
+
+    def with_idle(self, ns_per_op: float, min_gap_ns: int = 1_000_000) -> OpStream:
+        """This stream with ``OP_IDLE`` rows where the trace's times run ahead of the heap's
+        virtual clock at ``ns_per_op`` (module docstring).  Returns ``self`` when the stream
+        has no times or already has idle rows; the inserted rows carry the time of the op
+        they precede; ``meta`` gains ``idle_rows`` and ``idle_ns``."""
+        n = len(self)
+        if self.times is None or n == 0 or bool((self.ops[:, 0] == OP_IDLE).any()):
+            return self
+        if not (ns_per_op >= 0 and min_gap_ns >= 1):
+            raise ValueError(f"ns_per_op={ns_per_op} must be >= 0 and min_gap_ns={min_gap_ns} >= 1")
+        t = (self.times - self.times[0]) * 1e9
+        ahead = np.maximum(np.maximum.accumulate(t - np.arange(n) * float(ns_per_op)), 0.0)
+        quant = (ahead // min_gap_ns).astype(np.int64) * int(min_gap_ns)
+        inc = np.diff(quant, prepend=0)
+        at = np.flatnonzero(inc > 0)
+        if len(at) == 0:
+            return self
+        rows = np.zeros((len(at), 3), dtype=np.int64)
+        rows[:, 0] = OP_IDLE
+        rows[:, 2] = inc[at]
+        meta = {**self.meta, "idle_rows": int(len(at)), "idle_ns": int(inc[at].sum())}
+        return OpStream(np.insert(self.ops, at, rows, axis=0), self.n_slots,
+                        np.insert(self.times, at, self.times[at]), self.source, self.fmt, meta)
 
     # ------------------------------------------------------------------ file
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -147,7 +189,8 @@ def _slot_order(slot: np.ndarray) -> np.ndarray:
 def validate_ops(ops: np.ndarray, n_slots: int, source: str = "<ops>",
                  unit: str = "record") -> None:
     """Check an op stream without a heap: known kinds, slots in range, sizes in range, and per
-    slot the order malloc, realloc*, free, malloc ...  Raises TraceError at the first bad op."""
+    slot the order malloc, realloc*, free, malloc ...  (idle rows: any slot in range, a time
+    >= 0 in the size column, no part in the order).  Raises TraceError at the first bad op."""
     n = len(ops)
     if ops.ndim != 2 or ops.shape[1] != 3:
         raise TraceError(f"{source}: ops must have shape (n, 3), got {ops.shape}")
@@ -161,17 +204,22 @@ def validate_ops(ops: np.ndarray, n_slots: int, source: str = "<ops>",
         if len(idx):
             problems.append((int(idx[0]), what(int(idx[0]))))
 
-    first((kind < 0) | (kind > 2), lambda i: f"unknown op kind {kind[i]}")
-    first((slot < 0) | (slot >= n_slots), lambda i: f"slot {slot[i]} out of range 0..{n_slots - 1}")
-    first(size < 0, lambda i: f"negative size {size[i]}")
-    first(size > MAX_REQUEST, lambda i: f"size {size[i]} exceeds the request limit {MAX_REQUEST}")
-    if not problems:
-        order = _slot_order(slot)
-        k = kind[order]
-        same = np.r_[False, slot[order][1:] == slot[order][:-1]]
+    idle = kind == OP_IDLE
+    first((kind < 0) | (kind > OP_IDLE), lambda i: f"unknown op kind {kind[i]}")
+    first((slot < 0) | (slot >= np.where(idle, max(n_slots, 1), n_slots)),
+          lambda i: f"slot {slot[i]} out of range 0..{n_slots - 1}")
+    first(size < 0, lambda i: f"negative {'idle time' if idle[i] else 'size'} {size[i]}")
+    first((size > MAX_REQUEST) & ~idle, lambda i: f"size {size[i]} exceeds the request limit {MAX_REQUEST}")
+    if not problems:  # per slot, in order: idle rows name no block and take no part
+        rows = np.flatnonzero(~idle) if idle.any() else None
+        ks, ss = (kind, slot) if rows is None else (kind[rows], slot[rows])
+        order = _slot_order(ss)
+        k = ks[order]
+        same = np.r_[False, ss[order][1:] == ss[order][:-1]]
         live_before = same & np.r_[False, k[:-1] != OP_FREE]
         bad = np.zeros(n, dtype=bool)
-        bad[order] = ((k == OP_MALLOC) & live_before) | ((k != OP_MALLOC) & ~live_before)
+        at = order if rows is None else rows[order]
+        bad[at] = ((k == OP_MALLOC) & live_before) | ((k != OP_MALLOC) & ~live_before)
         first(bad, lambda i: (f"malloc into occupied slot {slot[i]}" if kind[i] == OP_MALLOC
                               else f"{OP_NAMES[int(kind[i])]} of empty slot {slot[i]}"))
     if problems:
