@@ -538,42 +538,9 @@ def _cmd_native(args: argparse.Namespace) -> int:
         return main_trace(args)
     if args.stream or args.allocator:
         raise ConfigError("--stream and --allocator need --trace")
-    try:
-        from .native import ALLOCATOR_LIBS, NativeUnavailable, find_allocators, run_native
-    except ImportError as exc:
-        print(f"simalloc: native benchmarks are not available ({exc})", file=sys.stderr)
-        return 1
-    try:
-        found = find_allocators()
-    except NativeUnavailable as exc:
-        print(f"simalloc: native benchmark unavailable: {exc}", file=sys.stderr)
-        return 1
-    _info(args, "allocators:")
-    for name in ALLOCATOR_LIBS:
-        where = found[name] if name in found else "not installed"
-        _info(args, f"  {name:<10} {where or 'the C library (no preload)'}")
-    rows: list[dict[str, Any]] = []
-    failed: list[str] = []
-    for name in found:
-        _log(f"[native] {name}: {args.ops:,} cycles ws={args.ws} seed={args.seed} x{args.runs} ...")
-        try:
-            rows.extend(run_native(name, args.ops, args.ws, args.seed, runs=args.runs))
-        except NativeUnavailable as exc:
-            failed.append(f"{name}: {exc}")
-    if args.json:
-        _dump_json({"rows": rows, "unavailable": failed}, sys.stdout)
-    else:
-        print(f"Mixed loop in C: cycles={args.ops:,} ws={args.ws} seed={args.seed}")
-        for r in rows:
-            print(f"  {r['allocator']:<10} {r['ops_per_s']:>14,.0f} ops/s  {r['seconds']:.3f} s  "
-                  f"max RSS {r['max_rss_bytes'] >> 10} KiB")
-        for f in failed:
-            print(f"  unavailable: {f}")
-    if not rows:
-        print("simalloc: no native allocator could be run" + (f" ({'; '.join(failed)})" if failed else ""),
-              file=sys.stderr)
-        return 1
-    return 0
+    from .native.cli import main_native
+
+    return main_native(args)
 
 
 _COMMANDS = {"run": _cmd_run, "bench": _cmd_bench, "soak": _cmd_soak, "ab": _cmd_ab,

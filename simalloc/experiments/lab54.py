@@ -48,6 +48,7 @@ import numpy as np
 
 from .. import constants as K
 from ..errors import ConfigError
+from ..policy import policy_overrides
 from .ab import aggregate
 from .metrics import RunResult, RunSpec, run_once
 from .verdict import FAIL, GO, NO_GO, Criteria, judge
@@ -64,21 +65,16 @@ WORKLOADS: dict[str, tuple[str, int | None, dict[str, Any]]] = {
     "idle": ("idle", None, {}),
 }
 
-#: Candidates judged against FAST: name -> config overrides.
+#: Candidates judged against FAST: name -> config overrides (the policy names' own overrides,
+#: :func:`simalloc.policy.policy_overrides`, plus LEAN with no budget).
 CANDIDATES: dict[str, dict[str, Any]] = {
-    "lean-free": {"mem_lean": True, "mem_lean_decommit": "FREE"},
-    "lean-dontneed": {"mem_lean": True, "mem_lean_decommit": "DONTNEED"},
-    "lean-dontneed-0mb": {"mem_lean": True, "mem_lean_decommit": "DONTNEED", "mem_lean_target_mb": 0},
-    "slab-purge": {"policy": "slab-purge"},
-    "jemalloc-decay": {"policy": "jemalloc-decay"},
-    "mimalloc-purge": {"policy": "mimalloc-purge"},
-    "tcmalloc-release": {"policy": "tcmalloc-release"},
-    "gperftools-scavenge": {"policy": "gperftools-scavenge"},
-    "glibc-trim": {"policy": "glibc-trim"},
-    "obmalloc": {"policy": "obmalloc"},
+    name: policy_overrides(name)
+    for name in ("lean-free", "lean-dontneed", "slab-purge", "jemalloc-decay", "mimalloc-purge",
+                 "tcmalloc-release", "gperftools-scavenge", "glibc-trim", "obmalloc")
 }
+CANDIDATES["lean-dontneed-0mb"] = {**policy_overrides("lean-dontneed"), "mem_lean_target_mb": 0}
 
-FAST: dict[str, Any] = {"mem_lean": False, "policy": "auto"}
+FAST: dict[str, Any] = policy_overrides("fast")
 
 
 @dataclass(frozen=True)
