@@ -51,6 +51,8 @@ cdef class Kernel:
     cdef int32_t[::1] _cl
     cdef int64_t[::1] _ctr
     cdef int8_t[::1] _lut
+    cdef public object evq
+    cdef int64_t[:, ::1] _evq
     cdef list _v8, _v32
     cdef public int64_t pps
     cdef public object pstate
@@ -112,8 +114,10 @@ cdef class Kernel:
     @cython.locals(h=int64_t)
     cdef void _reverse(self, int cls, int lo, int hi) noexcept
 
-    @cython.locals(w32=u32p, slab=int, m=int, used=uint32_t, cap=uint32_t, quarter=uint32_t)
+    @cython.locals(w32=u32p, slab=int, m=int, used=uint32_t, cap=uint32_t, quarter=uint32_t, cur=int)
     cdef int _return_block(self, int cls, int idx, uint32_t off, int top) except -1
+    @cython.locals(q=int64_t)
+    cdef int _enqueue(self, int kind, int idx, int slab) except -1
 
     @cython.locals(idx=int)
     cpdef void write_byte(self, uint64_t addr, int64_t value) except *
@@ -129,4 +133,3 @@ cdef class Kernel:
     @cython.locals(d=uint64_t, s=uint64_t)
     cdef int _copy(self, uint64_t dst, uint64_t src, int64_t n) except -1
 
-    cpdef int64_t drain_slots(self, slots) except -1

@@ -24,8 +24,9 @@ Every value read from heap memory is checked before it is used as an index or an
 
 When the hot path cannot proceed it calls the slow path (:class:`simalloc.kernel.SlowPath`, the
 heap, ordinary Python): ``refill_slow``, ``slab_empty`` / ``slab_partial`` (-> the release
-policy), large requests, ``free_error`` / ``corrupt_*`` (diagnose and raise), ``tick``.  Set a
-breakpoint in any of those to watch a decision happen::
+policy), large requests, ``free_error`` / ``corrupt_*`` (diagnose and raise), ``tick``; in a
+batch (``counters[C_BATCH]``) slab-partial and -empty events are queued in ``evq`` instead and
+delivered by ``flush_queue``.  Set a breakpoint in any of those to watch a decision happen::
 
     SIMALLOC_KERNEL=python python -m pdb -c "b simalloc/policy.py:LeanPolicy.on_superslab_empty" ...
 """
@@ -47,12 +48,13 @@ except ImportError:  # Cython is a build requirement only; uncompiled code just 
 if not cython.compiled:  # compiled, these are C constants generated from constants.py (setup.py)
     # (in isort's order, wrapped by hand: one name per line would make this block 50 lines)
     from .constants import (  # noqa: I001
-        ALLOC_TAG, BLOCK_HEADER, C_DEFERRED, C_DRAINS, C_LAZY, C_LIVE, C_NEXT_TICK, C_OPS, C_REFAULTS,
-        C_REFILLS, C_RES, C_RES_LAST_NS, C_RES_LAST_OPS, C_RES_NS_AREA, C_RES_OPS_AREA, C_RES_PEAK, C_RES_SINCE_NS,
-        C_RES_SINCE_OPS, C_RESCUES, C_SLOW, C_TICK_DUE, FREE_JUNK, FREE_TAG, H_ACTIVE_SLABS, H_MAGIC, H_TOTAL_ACTIVE,
-        M_CAPACITY, M_CARVED, M_CLASS, M_DATA, M_FREELIST, M_STATE, M_STRIDE, M_USED, N_COUNTERS, NEXT_LINK_OFFSET,
-        NUM_CLASSES, OP_FREE, OP_MALLOC, OP_REALLOC, PAGE_LAZY, PAGE_RELEASED, PAGE_RESIDENT, PAGE_UNTOUCHED,
-        SECURE_LINK_SHIFT, SLAB_ACTIVE, SLAB_LG, SLAB_META_WORDS, SS_MAGIC, SS_META_WORD,
+        ALLOC_TAG, BLOCK_HEADER, C_BATCH, C_DEFERRED, C_DRAINS, C_LAZY, C_LIVE, C_NEXT_TICK, C_OPS, C_QUEUED,
+        C_REFAULTS, C_REFILLS, C_RES, C_RES_LAST_NS, C_RES_LAST_OPS, C_RES_NS_AREA, C_RES_OPS_AREA, C_RES_PEAK,
+        C_RES_SINCE_NS, C_RES_SINCE_OPS, C_RESCUES, C_SLOW, C_TICK_DUE, EV_EMPTY, EV_EMPTY_CURRENT, EV_PARTIAL, EVQ_CAP,
+        FREE_JUNK, FREE_TAG, H_ACTIVE_SLABS, H_MAGIC, H_TOTAL_ACTIVE, M_CAPACITY, M_CARVED, M_CLASS, M_DATA,
+        M_FREELIST, M_STATE, M_STRIDE, M_USED, N_COUNTERS, NEXT_LINK_OFFSET, NUM_CLASSES, OP_FREE, OP_MALLOC,
+        OP_REALLOC, PAGE_LAZY, PAGE_RELEASED, PAGE_RESIDENT, PAGE_UNTOUCHED, SECURE_LINK_SHIFT, SLAB_ACTIVE, SLAB_LG,
+        SLAB_META_WORDS, SS_MAGIC, SS_META_WORD,
     )
     memcmp: Any = None  # compiled: libc's memcmp, memset and memcpy (the .pxd cimports them)
     memset: Any = None
@@ -133,6 +135,8 @@ class Kernel:
         self._cl = _mv(self.cur_slab, "i")
         self._ctr = _mv(self.counters, "q")
         self._lut = _mv(self.lut, "b")
+        self.evq = np.zeros((EVQ_CAP, 4), dtype=np.int64)  # queued events (C_BATCH, _enqueue)
+        self._evq = _mv(self.evq, "q", [EVQ_CAP, 4])
         # --- the resident-page model (simalloc/pages.py): one state byte per page of each superslab
         self.pps = 1 << (lg - PAGE_SHIFT)  # pages per superslab
         self.pstate = np.zeros(max_superslabs * self.pps, dtype=np.uint8)
@@ -157,9 +161,7 @@ class Kernel:
             return self._v32[idx]
 
     def _store_tiny_byte(self, addr: int, value: int) -> int:
-        """Store one byte at ``addr``, a tiny block this kernel has just handed out: C writes
-        through the pointer, Python goes through :meth:`write_byte`.  Returns 0 (in C an int
-        error flag)."""
+        """Store a byte at ``addr``, a tiny block just handed out (C: the pointer).  Returns 0."""
         if cython.compiled:
             cython.cast(cython.p_uchar, addr)[0] = value & 0xFF
         else:
@@ -531,8 +533,12 @@ class Kernel:
             quarter = 1
         # a full, unbound slab becomes "partial" once a quarter of it is free again, so a refill
         # from it is worth the slow-path call (one event per slab per cycle)
-        if used and used == cap - quarter and (self._cs[cls] != idx or self._cl[cls] != slab):
-            self.slow.slab_partial(idx, slab)
+        cur = self._cs[cls] == idx and self._cl[cls] == slab
+        if used and used == cap - quarter and not cur:
+            if self._ctr[C_BATCH]:
+                self._enqueue(EV_PARTIAL, idx, slab)
+            else:
+                self.slow.slab_partial(idx, slab)
         if top >= 0:
             self._fcn[cls] = top
         else:
@@ -548,7 +554,26 @@ class Kernel:
         w32[H_TOTAL_ACTIVE] -= 1
         if used == 0:
             w32[H_ACTIVE_SLABS] -= 1
-            self.slow.slab_empty(idx, slab)
+            if self._ctr[C_BATCH] > 1 and w32[H_TOTAL_ACTIVE]:  # not the superslab's last slab
+                self._enqueue(EV_EMPTY_CURRENT if cur else EV_EMPTY, idx, slab)
+            else:
+                self.slow.slab_empty(idx, slab)
+        return 0
+
+    def _enqueue(self, kind: int, idx: int, slab: int) -> int:
+        """Queue an event instead of calling back (``C_BATCH``; the slow path takes the queue
+        before anything else it does, and at the batch's end; a full one at once).  Returns 0."""
+        q = self._ctr[C_QUEUED]
+        if q >= EVQ_CAP:
+            self.slow.flush_queue()
+            q = self._ctr[C_QUEUED]
+            if q >= EVQ_CAP:
+                raise RuntimeError("the slow path left the event queue full")
+        self._evq[q, 0] = kind
+        self._evq[q, 1] = idx
+        self._evq[q, 2] = slab
+        self._evq[q, 3] = self._ctr[C_OPS]
+        self._ctr[C_QUEUED] = q + 1
         return 0
 
     def flush(self) -> None:
@@ -685,12 +710,3 @@ class Kernel:
         d, s = dst & self.ss_mask, src & self.ss_mask
         self._w8(self.lookup(dst))[d:d + n] = self._w8(self.lookup(src))[s:s + n]
         return 0
-
-    def drain_slots(self, slots: np.ndarray) -> int:
-        """Free every non-empty slot in index order (the benchmark's final drain) as
-        :meth:`apply` rows: a slot is cleared exactly when its free takes effect."""
-        nz = np.flatnonzero(slots)
-        ops = np.zeros((len(nz), 3), dtype=np.int64)
-        ops[:, 0] = OP_FREE
-        ops[:, 1] = nz
-        return self.apply(ops, slots)

@@ -124,11 +124,21 @@ C_TICK_DUE = 16  # operation count at which the policy clock is due (C_NEXT_TICK
 # Refaults (simalloc/pages.py): pages written again after the heap gave them back, all time.
 C_REFAULTS = 17  # writes to PAGE_RELEASED pages: each one a page fault the release caused
 C_RESCUES = 18  # writes to PAGE_LAZY pages before the kernel reclaimed them (MADV_FREE: no fault)
+# The slow-path event queue of a batch (HeapSlowPath.replay; the kernel's ``evq``).
+C_BATCH = 19  # 0: every event is a callback; 1: queue slab-partial events; 2: also slab-empty ones
+C_QUEUED = 20  # events in the queue, not yet delivered to the slow path
 N_COUNTERS = 24  # slots reserved (unused ones stay 0)
 KERNEL_COUNTER_NAMES = ("ops", "live", "refills", "drains", "slow_refills", "next_tick", "resident_pages",
                         "lazy_pages", "resident_peak_pages", "resident_ops_area", "resident_ns_area",
                         "resident_last_ops", "resident_last_ns", "resident_since_ops", "resident_since_ns",
-                        "signals_deferred", "tick_due", "refaults", "rescues")
+                        "signals_deferred", "tick_due", "refaults", "rescues", "batch_queue_mode",
+                        "events_queued")
+#: Queued slow-path events (rows ``kind, superslab, slab, ops`` of the kernel's ``evq``): a slab
+#: became partial; a slab of a superslab still in use became empty while unbound / while bound.
+EV_PARTIAL = 0
+EV_EMPTY = 1
+EV_EMPTY_CURRENT = 2
+EVQ_CAP = 256  # queue rows; a full queue is delivered at once
 
 # Hardened ("secure") mode, modelled on mimalloc's secure mode and jemalloc's junk filling.
 #: A free-list link is stored as ``next ^ key ^ (block_offset << SECURE_LINK_SHIFT)`` (u32; the

@@ -21,7 +21,8 @@ field         meaning
 ============  =====================================================================================
 ops           operations applied when the event happened (the kernel's clock)
 virtual_ns    the heap's virtual clock in ns (``Clock.virtual_ns``: ops x ``ns_per_op`` + time idle)
-seconds       wall seconds since the heap opened
+seconds       wall seconds since the heap opened (a slab_empty the kernel queued in a batch: when
+              the slow path took the queue -- its ops and virtual_ns are the event's own)
 kind          what happened (table below)
 ss            superslab index
 slab          slab index inside it
@@ -127,11 +128,13 @@ class EventLog:
             attach(ctx, state.policy)
 
     def emit(self, kind: str, ss: int = -1, slab: int = -1, cls: int = -1, stage: str = "",
-             advice: str = "", nbytes: int = 0, why: str = "") -> None:
+             advice: str = "", nbytes: int = 0, why: str = "", ops: int | None = None) -> None:
         """Record one event now (the clock is read here: the fields of ``HeapState.clock()``,
-        without building a Clock)."""
+        without building a Clock); ``ops``: an event the kernel queued at that operation count
+        (its virtual time follows from it; the wall seconds stay the delivery's)."""
         st = self._state
-        ops: int = st.kernel.counters.item(C_OPS)  # = st.ops(), the cheapest way (hot for churn)
+        if ops is None:
+            ops = st.kernel.counters.item(C_OPS)  # = st.ops(), the cheapest way (hot for churn)
         row = (ops, st.virtual_ns(ops), monotonic() - st.t0, kind, ss, slab, cls, stage, advice, nbytes, why)
         if self._sink is None:
             self._rows.append(row)

@@ -40,6 +40,11 @@ class SlowPath(Protocol):
     def slab_partial(self, idx: int, slab: int) -> None:
         """A full slab that is not current is a quarter free again."""
 
+    def flush_queue(self) -> None:
+        """The kernel's event queue is full (``counters[C_QUEUED]`` rows of ``evq``, queued
+        instead of ``slab_partial`` / ``slab_empty`` calls while ``counters[C_BATCH]`` is set):
+        take and deliver it, leaving ``C_QUEUED`` 0."""
+
     def free_slow(self, addr: int) -> None:
         """``free(addr)`` of an address outside every superslab (a large block, or an error)."""
 

@@ -135,10 +135,11 @@ class SuperslabLife:
         for cls in range(K.NUM_CLASSES):
             if kern.cur_ss[cls] == ss.idx:
                 st.bind(cls, -1, -1)
-        for s in range(st.nslabs):
-            for d in (*st.empty, *st.partial):
-                d.discard((ss.idx, s))
-            if ss.slab_state(s) != K.SLAB_UNUSED:
+        for s, state in enumerate(ss.slab_states(st.nslabs)):
+            if state != K.SLAB_UNUSED:  # a listed slab sits in its own class's sets only
+                cls = ss.slab_class(s)
+                st.empty[cls].discard((ss.idx, s))
+                st.partial[cls].discard((ss.idx, s))
                 ss.set_meta(s, K.M_STATE, K.SLAB_EMPTY)
         st.has_unused.discard(ss.idx)
         st.warm.discard_superslab(ss.idx)  # it leaves ACTIVE: no warm pool may hand it out

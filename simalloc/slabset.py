@@ -39,6 +39,10 @@ class KeySet:
     def __iter__(self) -> Iterator[Key]:
         return iter(sorted(self._members))
 
+    def unordered(self) -> list[Key]:
+        """The members in no particular order (no sort: for a scan that may stop early)."""
+        return list(self._members)
+
 
 class SlabSet(KeySet):
     """A set of slab keys with ``pop_lowest``."""

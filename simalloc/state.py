@@ -80,6 +80,7 @@ class KernelLike(Protocol):
     cur_slab: np.ndarray
     counters: np.ndarray
     lut: np.ndarray
+    evq: np.ndarray  # a batch's queued events, rows (kind, superslab, slab, ops) (slowpath.flush_queue)
     applied: int  # rows done by the last apply()
     link_key: int  # secure mode: free-list links are stored as next ^ link_key ^ (off << 11 & link_mix)
     link_mix: int
@@ -100,7 +101,6 @@ class KernelLike(Protocol):
     def flush(self) -> None: ...
     def write_byte(self, addr: int, value: int) -> None: ...
     def apply(self, ops: np.ndarray, slots: np.ndarray) -> int: ...
-    def drain_slots(self, slots: np.ndarray) -> int: ...
 
 
 class HeapState:
@@ -145,15 +145,16 @@ class HeapState:
         return time.monotonic() - self.t0
 
     def ops(self) -> int:
-        return int(self.kernel.counters[K.C_OPS])
+        ops: int = self.kernel.counters.item(K.C_OPS)  # a Python int, no numpy scalar
+        return ops
 
     def virtual_ns(self, ops: int | None = None) -> int:
         """Virtual time: ``ops x ns_per_op`` plus the time spent idle."""
         return int((self.ops() if ops is None else ops) * self.ns_per_op) + self.idle_ns
 
     def clock(self) -> Clock:
-        ops = self.ops()
-        return Clock(ops, self.seconds(), self.virtual_ns(ops))
+        ops: int = self.kernel.counters.item(K.C_OPS)  # (policies read it on every event)
+        return Clock(ops, time.monotonic() - self.t0, int(ops * self.ns_per_op) + self.idle_ns)
 
     def _free_blocks(self, key: tuple[int, int]) -> int:
         """Free blocks of slab ``key`` now (the ``most-full`` refill order reads it)."""
@@ -175,19 +176,14 @@ class HeapState:
 
     def is_current(self, cls: int, idx: int, slab: int) -> bool:
         kern = self.kernel
-        return bool(kern.cur_ss[cls] == idx and kern.cur_slab[cls] == slab)
+        return kern.cur_ss.item(cls) == idx and kern.cur_slab.item(cls) == slab
 
     def bind(self, cls: int, idx: int, slab: int) -> None:
         """Make (idx, slab) the current slab of ``cls`` (-1, -1: none)."""
-        bind = getattr(self.kernel, "bind", None)  # TEMP until both kernels have bind/unbind
-        if bind is not None:
-            if idx < 0:
-                self.kernel.unbind(cls)
-            else:
-                bind(cls, idx, slab)
+        if idx < 0:
+            self.kernel.unbind(cls)
         else:
-            self.kernel.cur_ss[cls] = idx
-            self.kernel.cur_slab[cls] = slab
+            self.kernel.bind(cls, idx, slab)
 
     def bound(self) -> dict[tuple[int, int], int]:
         """(superslab, slab) -> class, for every class's current slab."""

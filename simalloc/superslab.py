@@ -34,6 +34,8 @@ every slab's ``used`` is 0 (front-cache blocks count as used).
 
 from __future__ import annotations
 
+import numpy as np
+
 from .constants import (
     ALLOC_TAG,
     CLASS_STRIDES,
@@ -88,6 +90,7 @@ class Superslab:
         self.mapping = mapping
         self.lg = lg
         self.nslabs = nslabs(lg)
+        self._hdr = header_bytes(lg)  # slab 0's data start (slab s > 0: s * SLAB_SIZE)
         self._state = SS_CACHED  # owned here only (the header may be decommitted while cached)
         self._decommitted = False  # whole-superslab decommit (cold in the LRU)
         self.generation = 0
@@ -128,7 +131,11 @@ class Superslab:
 
     def slab_states(self, n: int) -> list[int]:
         """The states of slabs ``0..n-1`` in one strided read (the refill stages' scan)."""
-        return self.w32[_META0 + M_STATE:_META0 + n * SLAB_META_WORDS:SLAB_META_WORDS].tolist()
+        return self.slab_column(M_STATE, n)
+
+    def slab_column(self, field: int, n: int) -> list[int]:
+        """Field ``field`` (``M_*``) of slabs ``0..n-1``, in one strided read."""
+        return self.w32[_META0 + field:_META0 + n * SLAB_META_WORDS:SLAB_META_WORDS].tolist()
 
     def slab_class(self, slab: int) -> int:
         """The slab's class (HeapCorruptionError if its record holds no valid class)."""
@@ -142,10 +149,13 @@ class Superslab:
         """HeapCorruptionError unless slab ``slab``'s record has the exact geometry of its class
         (stride, data start, capacity) and ``used <= carved <= capacity``: the slow path's check
         of a slab it is about to act on (the hot path checks what it reads itself)."""
-        cls = self.slab_class(slab)
-        used, carved, cap = self.meta(slab, M_USED), self.meta(slab, M_CARVED), self.meta(slab, M_CAPACITY)
-        if (self.meta(slab, M_STRIDE) != CLASS_STRIDES[cls] or self.meta(slab, M_DATA) != slab_data_start(self.lg, slab)
-                or cap != slab_capacity(self.lg, slab, cls) or not used <= carved <= cap):
+        b = _META0 + slab * SLAB_META_WORDS
+        _fl, used, carved, cap, cls, _st, stride, data = self.w32[b:b + SLAB_META_WORDS].tolist()
+        if cls >= NUM_CLASSES:
+            self.slab_class(slab)  # raises, saying which class it read
+        start = slab * SLAB_SIZE if slab else self._hdr  # (= slab_data_start, slab_capacity inlined)
+        if (stride != CLASS_STRIDES[cls] or data != start
+                or cap != ((slab + 1) * SLAB_SIZE - start) // stride or not used <= carved <= cap):
             rec = [self.meta(slab, f) for f in range(SLAB_META_WORDS)]
             raise HeapCorruptionError(f"superslab {self.idx} slab {slab} ({where}): impossible meta record {rec} "
                                       "(freelist, used, carved, capacity, class, state, stride, data): "
@@ -182,30 +192,29 @@ class Superslab:
         w[H_TOTAL_ACTIVE] = 0
         w[H_STATE] = 0  # reserved: the state lives in the Superslab object only
         w[H_GENERATION] = self.generation & 0xFFFFFFFF
-        for s in range(self.nslabs):
-            base = _META0 + s * SLAB_META_WORDS
-            for f in range(SLAB_META_WORDS):
-                w[base + f] = 0
-            w[base + M_STATE] = SLAB_UNUSED
-            w[base + M_DATA] = slab_data_start(self.lg, s)
+        n = self.nslabs  # the slab records as one (n, 8) numpy view: three vector stores
+        meta = np.asarray(w)[_META0:_META0 + n * SLAB_META_WORDS].reshape(n, SLAB_META_WORDS)
+        meta[:] = 0
+        meta[:, M_STATE] = SLAB_UNUSED
+        meta[:, M_DATA] = [slab_data_start(self.lg, s) for s in range(n)]
+        del meta  # (no buffer export may outlive the call: the view is released at unmap)
 
     def claim(self, slab: int, cls: int) -> None:
         """Tag ``slab`` with ``cls`` and make it an empty ACTIVE slab (lazy carving from 0)."""
         if self.meta(slab, M_USED):
             raise HeapCorruptionError(f"superslab {self.idx} slab {slab}: listed empty but its record counts "
                                       f"{self.meta(slab, M_USED)} blocks in use; the slab metadata was overwritten")
-        self.set_meta(slab, M_CLASS, cls)
-        self.set_meta(slab, M_STRIDE, CLASS_STRIDES[cls])
-        self.set_meta(slab, M_CAPACITY, slab_capacity(self.lg, slab, cls))
-        self.set_meta(slab, M_CARVED, 0)
-        self.set_meta(slab, M_FREELIST, 0)
-        self.set_meta(slab, M_STATE, SLAB_ACTIVE)
+        w, b = self.w32, _META0 + slab * SLAB_META_WORDS
+        w[b + M_CLASS] = cls
+        w[b + M_STRIDE] = CLASS_STRIDES[cls]
+        w[b + M_CAPACITY] = slab_capacity(self.lg, slab, cls)
+        w[b + M_CARVED] = w[b + M_FREELIST] = 0
+        w[b + M_STATE] = SLAB_ACTIVE
 
     def first_unused(self) -> int:
-        for s in range(self.nslabs):
-            if self.slab_state(s) == SLAB_UNUSED:
-                return s
-        return -1
+        """The lowest UNUSED slab, or -1."""
+        states = self.slab_states(self.nslabs)
+        return states.index(SLAB_UNUSED) if SLAB_UNUSED in states else -1
 
     def release_views(self) -> None:
         self.w32.release()

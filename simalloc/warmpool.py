@@ -73,6 +73,11 @@ class WarmPools:
         """The pool of ``cls``, bottom (oldest) first."""
         return list(self._pools[cls])
 
+    def top(self, cls: int) -> int:
+        """The most recent entry of ``cls``'s pool (-1 if empty), left in place."""
+        pool = self._pools[cls]
+        return pool[-1] if pool else -1
+
     def pop(self, cls: int) -> int:
         """The most recent entry of ``cls``'s pool, removed (-1 if empty)."""
         pool = self._pools[cls]
@@ -108,26 +113,25 @@ def find_slab(st: HeapState, ss: Superslab, cls: int) -> tuple[int, str] | None:
     """The slab class ``cls`` would take in superslab ``ss``, and how (``HOW_*``), or None if
     ``ss`` has no room for it (see the module docstring for the order)."""
     reuse = st.config.superslab_reuse
-    idx = ss.idx
+    states = ss.slab_states(st.nslabs)  # one strided read; then list methods, C speed
+    first_other = -1
+    if K.SLAB_EMPTY in states or K.SLAB_DECOMMITTED in states:
+        for s, state in enumerate(states):
+            if state == K.SLAB_EMPTY or state == K.SLAB_DECOMMITTED:
+                if ss.slab_class(s) == cls:  # own class (Stage 1's rule)
+                    return s, HOW_EMPTY
+                if reuse:  # any class, Stage 0.5's rule
+                    return s, HOW_REUSE
+                if first_other < 0:
+                    first_other = s
     partial = st.partial[cls]
-    first_partial = first_unused = first_other = -1
-    for s, state in enumerate(ss.slab_states(st.nslabs)):
-        if state == K.SLAB_UNUSED:
-            if first_unused < 0:
-                first_unused = s
-        elif state == K.SLAB_ACTIVE:
-            if first_partial < 0 and (idx, s) in partial:
-                first_partial = s
-        elif ss.slab_class(s) == cls:  # EMPTY or DECOMMITTED, own class
-            return s, HOW_EMPTY
-        elif reuse:  # EMPTY or DECOMMITTED of another class, Stage 0.5's rule
-            return s, HOW_REUSE
-        elif first_other < 0:
-            first_other = s
-    if first_partial >= 0:
-        return first_partial, HOW_PARTIAL
-    if first_unused >= 0:
-        return first_unused, HOW_UNUSED
+    if partial:
+        idx = ss.idx
+        for s, state in enumerate(states):
+            if state == K.SLAB_ACTIVE and (idx, s) in partial:
+                return s, HOW_PARTIAL
+    if K.SLAB_UNUSED in states:
+        return states.index(K.SLAB_UNUSED), HOW_UNUSED
     if first_other >= 0:  # Stage 2's last resort: another class's EMPTY slab, reformatted
         return first_other, HOW_REUSE
     return None
@@ -145,14 +149,15 @@ def superslabs_with_room(st: HeapState, cls: int) -> list[int]:
 def pop_with_room(st: HeapState, cls: int) -> tuple[int, int, str] | None:
     """Stage W: pop ``cls``'s warm pool until a superslab has a slab for it; that superslab
     goes back on top, the ones without room are dropped.  Returns (superslab, slab, how)."""
+    warm = st.warm
     while True:
-        idx = st.warm.pop(cls)
+        idx = warm.top(cls)
         if idx < 0:
             return None
         found = find_slab(st, st.superslab(idx), cls)
-        if found is not None:
-            st.warm.push(cls, idx)
+        if found is not None:  # it stays on top
             return idx, found[0], found[1]
+        warm.pop(cls)
 
 
 def prefill(st: HeapState, cls: int, idx: int, acquire: Callable[[], int]) -> int:

@@ -52,7 +52,7 @@ class GlibcTrimPolicy(PresetPolicy):
         return {"trim_threshold": self.trim_threshold, "top_pad": self.top_pad}
 
     def on_slab_empty(self, ctx: PolicyContext, ev: SlabEvent) -> None:
-        top = sorted(k[1] for k in ctx.empty_slabs() if k[0] == ev.ss)
+        top = [k[1] for k in ctx.empty_slabs(ev.ss)]  # slab order
         size = sum(_slab_bytes(ctx, s) for s in top)
         if size < self.trim_threshold:
             self.last_reason = (f"slab {ev.ss}.{ev.slab} freed: top of superslab {ev.ss} is {size} bytes "

@@ -138,9 +138,8 @@ class MimallocPurgePolicy(PresetPolicy):
             return  # idle: mimalloc has no timer thread
         now = self.now_ns(ctx)
         if self._retired:  # one allocation cycle (_mi_heap_collect_retired)
-            empties = set(ctx.empty_slabs())
             for key in list(self._retired):
-                if key not in empties:  # used again: no longer retired
+                if not ctx.is_empty_slab(*key):  # used again: no longer retired
                     del self._retired[key]
                     continue
                 self._retired[key] -= 1
@@ -168,7 +167,7 @@ class MimallocPurgePolicy(PresetPolicy):
 
     # ------------------------------------------------------------------ machinery
     def _only_of_class(self, ctx: PolicyContext, key: Key, cls: int) -> bool:
-        return not any(k != key and self._cls.get(k) == cls for k in ctx.empty_slabs())
+        return not any(k != key and self._cls.get(k) == cls for k in ctx.iter_empty_slabs(cls))
 
     def _schedule(self, ctx: PolicyContext, key: Key, now: int, why: str = "freed") -> None:
         """A page was freed: purge it now, or mark it and set / extend the deadline."""
