@@ -562,18 +562,18 @@ class Kernel:
 
     def _enqueue(self, kind: int, idx: int, slab: int) -> int:
         """Queue an event instead of calling back (``C_BATCH``; the slow path takes the queue
-        before anything else it does, and at the batch's end; a full one at once).  Returns 0."""
+        before anything else it does, and at the batch's end).  The event is stored first and a
+        queue it filled is delivered at once: a delivery that raises loses nothing.  Returns 0."""
         q = self._ctr[C_QUEUED]
-        if q >= EVQ_CAP:
-            self.slow.flush_queue()
-            q = self._ctr[C_QUEUED]
-            if q >= EVQ_CAP:
-                raise RuntimeError("the slow path left the event queue full")
+        if q >= EVQ_CAP:  # (a batch starts with an empty queue, and a full one is delivered)
+            raise RuntimeError("the kernel's event queue is full")
         self._evq[q, 0] = kind
         self._evq[q, 1] = idx
         self._evq[q, 2] = slab
         self._evq[q, 3] = self._ctr[C_OPS]
         self._ctr[C_QUEUED] = q + 1
+        if q + 1 == EVQ_CAP:
+            self.slow.flush_queue()
         return 0
 
     def flush(self) -> None:

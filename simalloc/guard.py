@@ -14,7 +14,11 @@
   kernel, from their start) and deliver them at the next operation boundary, at the latest
   when the call returns.  So a ``KeyboardInterrupt`` lands between operations, never inside one.
 
-``Heap.malloc`` and ``Heap.free`` inline the same steps (they are the per-call hot path).
+* A call first delivers the events a batch that raised left in the kernel's queue
+  (``slowpath.flush_queue``), so what it reads or changes is up to date.
+
+``Heap.malloc`` and ``Heap.free`` inline the same steps (they are the per-call hot path; their
+own slow-path callbacks take the queue first).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .constants import C_QUEUED
 from .errors import ConcurrentUseError, HeapClosedError
 
 __all__ = ["busy", "held", "open_call"]
@@ -52,6 +57,8 @@ def _entry(method: F, whole: bool) -> F:
                 if whole:
                     sig.pinned += 1
                     pinned = True
+            if self._st.kernel.counters.item(C_QUEUED):
+                self._slow.flush_queue()
             return method(self, *args, **kwargs)
         finally:
             try:  # deliver held signals: a handler may raise in release() ...

@@ -9,6 +9,10 @@
 * ``make_heap(**overrides)``: a heap factory.  Heaps are built from ``Config.defaults(...)``
   (which ignores the environment, so stray ``HAKMEM_*`` / ``SIMALLOC_*`` variables cannot change
   a test) with the parametrized kernel, and every heap is closed at teardown.
+* ``SIMALLOC_SUITE_SKIP_KERNEL_PARAM=1`` (``.ci/run``'s second pass): leave out the tests that take
+  the ``kernel`` fixture -- the first pass already ran each of them on every kernel, the
+  pure-Python one included -- and run the rest, which build heaps from the environment, on
+  the kernel ``SIMALLOC_KERNEL`` names.
 * ``clean_env``: removes every ``HAKMEM_*`` / ``SIMALLOC_*`` variable for tests that exercise
   the real environment path -- except the suite's own ``SIMALLOC_KERNEL=python|cython``.
 """
@@ -42,6 +46,15 @@ KERNELS = [SUITE_KERNEL] if SUITE_KERNEL else simalloc.available_kernels()
 def kernel(request: pytest.FixtureRequest) -> str:
     """Name of the hot-path kernel under test."""
     return request.param
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``SIMALLOC_SUITE_SKIP_KERNEL_PARAM=1``: deselect the tests parametrized by ``kernel``."""
+    if os.environ.get("SIMALLOC_SUITE_SKIP_KERNEL_PARAM") != "1":
+        return
+    keep = [i for i in items if "kernel" not in getattr(i, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
 
 
 HeapFactory = Callable[..., Heap]
