@@ -27,7 +27,6 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .constants import C_QUEUED
 from .errors import ConcurrentUseError, HeapClosedError
 
 __all__ = ["busy", "held", "open_call"]
@@ -57,8 +56,7 @@ def _entry(method: F, whole: bool) -> F:
                 if whole:
                     sig.pinned += 1
                     pinned = True
-            if self._st.kernel.counters.item(C_QUEUED):
-                self._slow.flush_queue()
+            self._slow.deliver_queued()
             return method(self, *args, **kwargs)
         finally:
             try:  # deliver held signals: a handler may raise in release() ...

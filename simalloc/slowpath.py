@@ -131,8 +131,7 @@ class HeapSlowPath:
         """Bind a new current slab for ``cls``: Stage W, then the shared pool's stages 0.5 / 1 /
         partial / 2 / 3 (module docstring); a warm-pool miss prefills the pool."""
         st = self.st
-        st.sig.hold()
-        self._sync()
+        self._enter()
         self.maintain()
         key = self._from_warm_pool(cls) if st.warm else None
         miss = key is None and bool(st.warm)
@@ -227,8 +226,7 @@ class HeapSlowPath:
 
     def slab_empty(self, idx: int, slab: int) -> None:
         """The hot path saw a slab's ``used`` drop to 0."""
-        self.st.sig.hold()
-        self._sync()
+        self._enter()
         self._slab_empty(idx, slab)
         self._debug_check()
 
@@ -286,10 +284,16 @@ class HeapSlowPath:
                 raise
         self._debug_check()
 
-    def _sync(self) -> None:
-        """Take the kernel's event queue, if anything is queued (first step of every callback)."""
+    def deliver_queued(self) -> None:
+        """Take the kernel's event queue, if anything is queued (first step of every callback,
+        and of every public heap call: guard.py)."""
         if self.st.kernel.counters.item(K.C_QUEUED):
             self.flush_queue()
+
+    def _enter(self) -> None:
+        """A state-changing callback's first step: hold signals, then take the event queue."""
+        self.st.sig.hold()
+        self.deliver_queued()
 
     def _release_guard(self, ss: Superslab) -> None:
         """The header says no block of ``ss`` is in use: confirm it from the slab records and
@@ -309,8 +313,7 @@ class HeapSlowPath:
 
     def slab_partial(self, idx: int, slab: int) -> None:
         """A full, non-current slab got a quarter of its blocks back."""
-        self.st.sig.hold()
-        self._sync()
+        self._enter()
         self._slab_partial(idx, slab)
 
     def _slab_partial(self, idx: int, slab: int) -> None:
@@ -322,8 +325,7 @@ class HeapSlowPath:
     def free_slow(self, addr: int) -> None:
         """A pointer outside every superslab: a large or Mid block, or an error."""
         st = self.st
-        st.sig.hold()
-        self._sync()
+        self._enter()
         if addr in st.large:
             st.large.free(addr)
             st.counters["large_frees"] += 1
@@ -336,7 +338,7 @@ class HeapSlowPath:
 
     def free_error(self, addr: int) -> None:
         """Diagnose a pointer the hot path rejected and raise the matching error."""
-        self._sync()  # the diagnosis reads slab states
+        self.deliver_queued()  # the diagnosis reads slab states
         self.locate_live(addr)
         raise HeapCorruptionError(f"free({addr:#x}): rejected by the hot path but looks valid")
 
@@ -349,10 +351,7 @@ class HeapSlowPath:
         corrupt_meta(self.st, idx, slab, where)
 
     def op_boundary(self) -> None:
-        """Between two operations while signals are held: deliver them (may raise); a handler
-        about to run sees the slab lists up to date."""
-        if self.st.sig.pending:
-            self._sync()
+        """Between two operations while signals are held: deliver them (may raise)."""
         self.st.sig.op_boundary()
 
     def malloc_large(self, size: int) -> int:
@@ -360,8 +359,7 @@ class HeapSlowPath:
         else a direct-mapped large block (own mapping, counted)."""
         st = self.st
         size = check_size(size)
-        st.sig.hold()
-        self._sync()
+        self._enter()
         if st.mid.serves(size):
             addr = st.mid.malloc(size)
         else:
@@ -371,8 +369,7 @@ class HeapSlowPath:
         return addr
 
     def write_byte_slow(self, addr: int, value: int) -> None:
-        self.st.sig.hold()
-        self._sync()
+        self._enter()
         if addr not in self.st.large and self.st.mid.owns(addr):
             self.st.mid.write_byte(addr, value)
         else:
@@ -381,8 +378,7 @@ class HeapSlowPath:
     def apply_other(self, kind: int, cur: int, size: int) -> int:
         """Replay operations the kernel leaves to Python (realloc; ``OP_IDLE``: ``size`` ns of
         virtual time pass, the slot is left as it is)."""
-        self.st.sig.hold()
-        self._sync()
+        self._enter()
         if kind == K.OP_REALLOC:
             if not cur:
                 raise TraceError("realloc of an empty slot")
@@ -424,8 +420,7 @@ class HeapSlowPath:
         st.idle_ns += end - st.virtual_ns()
 
     def tick(self) -> None:
-        self.st.sig.hold()
-        self._sync()
+        self._enter()
         self.maintain()
 
     # ================================================================== batches (Heap.replay)
@@ -464,7 +459,7 @@ class HeapSlowPath:
                 return int(fn(*args))
             finally:
                 ctr[K.C_BATCH] = 0
-                self._sync()
+                self.deliver_queued()
 
     # ================================================================== operations below the API
     def realloc(self, ptr: int, size: int) -> int:

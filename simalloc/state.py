@@ -154,7 +154,7 @@ class HeapState:
 
     def clock(self) -> Clock:
         ops: int = self.kernel.counters.item(K.C_OPS)  # (policies read it on every event)
-        return Clock(ops, time.monotonic() - self.t0, int(ops * self.ns_per_op) + self.idle_ns)
+        return Clock(ops, time.monotonic() - self.t0, self.virtual_ns(ops))
 
     def _free_blocks(self, key: tuple[int, int]) -> int:
         """Free blocks of slab ``key`` now (the ``most-full`` refill order reads it)."""

@@ -90,7 +90,6 @@ class Superslab:
         self.mapping = mapping
         self.lg = lg
         self.nslabs = nslabs(lg)
-        self._hdr = header_bytes(lg)  # slab 0's data start (slab s > 0: s * SLAB_SIZE)
         self._state = SS_CACHED  # owned here only (the header may be decommitted while cached)
         self._decommitted = False  # whole-superslab decommit (cold in the LRU)
         self.generation = 0
@@ -153,9 +152,8 @@ class Superslab:
         _fl, used, carved, cap, cls, _st, stride, data = self.w32[b:b + SLAB_META_WORDS].tolist()
         if cls >= NUM_CLASSES:
             self.slab_class(slab)  # raises, saying which class it read
-        start = slab * SLAB_SIZE if slab else self._hdr  # (= slab_data_start, slab_capacity inlined)
-        if (stride != CLASS_STRIDES[cls] or data != start
-                or cap != ((slab + 1) * SLAB_SIZE - start) // stride or not used <= carved <= cap):
+        if (stride != CLASS_STRIDES[cls] or data != slab_data_start(self.lg, slab)
+                or cap != slab_capacity(self.lg, slab, cls) or not used <= carved <= cap):
             rec = [self.meta(slab, f) for f in range(SLAB_META_WORDS)]
             raise HeapCorruptionError(f"superslab {self.idx} slab {slab} ({where}): impossible meta record {rec} "
                                       "(freelist, used, carved, capacity, class, state, stride, data): "

@@ -147,11 +147,6 @@ class SignalDeferral:
             if callable(h):
                 h(s, sys._getframe(0))
 
-    @property
-    def pending(self) -> bool:
-        """Signals were recorded and wait for the next release."""
-        return bool(self._pending)
-
     def batch(self) -> _Batch:
         """``with sig.batch():`` around a kernel batch: recorders installed by a hold inside
         it stay until its end (module docstring), where the handlers go back.  Nests."""
